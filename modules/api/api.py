@@ -1,0 +1,234 @@
+"""The A1111-compatible REST API under /sdapi/v1 (api.md). Every model job goes through the queue."""
+import base64
+import io
+import json
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from modules import infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
+from modules.api import models
+from modules.models.loader import ModelLoadError
+from modules.options import OptionError
+
+# Exceptions whose message is meant for the client, with the status to answer.
+_CLIENT_ERRORS = (
+    (sd_samplers.SamplerNotFound, 422),
+    (sd_models.CheckpointNotFound, 422),
+    (OptionError, 422),
+    (processing.GenerationError, 422),
+    (sd_models.NoModelError, 503),
+    (ModelLoadError, 500),
+)
+
+SECRET_FLAGS = ("api_auth", "gradio_auth", "ngrok", "tls_keyfile")
+
+
+def _error_body(error: str, detail: str, errors: str) -> dict:
+    return {"error": error, "detail": detail, "body": "", "errors": errors}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_exception(request: Request, e: HTTPException):
+        return JSONResponse(_error_body("HTTPException", str(e.detail), f"{e.status_code}: {e.detail}"),
+                            status_code=e.status_code, headers=getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        return JSONResponse({"detail": jsonable_encoder(e.errors())}, status_code=422)
+
+
+def _json_or_none(value):
+    """Settings whose value cannot be written as JSON are reported as null (api.md §11.1)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _raise_for(e: Exception):
+    for kind, status in _CLIENT_ERRORS:
+        if isinstance(e, kind):
+            raise HTTPException(status_code=status, detail=str(e)) from e
+    raise e
+
+
+def encode_image(image, infotext: str | None) -> str:
+    """Raw base64 (no data: prefix) in the samples_format, infotext embedded (api.md §4.2)."""
+    fmt = shared.opts.samples_format.lower()
+    buffer = io.BytesIO()
+    if fmt in ("jpg", "jpeg", "webp"):
+        image = image.convert("RGB") if image.mode in ("RGBA", "P") else image
+        exif = infotext_utils.exif_bytes_for(infotext) if infotext else None
+        kwargs = {"exif": exif} if exif else {}
+        image.save(buffer, format="JPEG" if fmt != "webp" else "WEBP", quality=shared.opts.jpeg_quality, **kwargs)
+    else:
+        image.save(buffer, format="PNG", pnginfo=infotext_utils.pnginfo_for(infotext) if infotext else None)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def split_legacy_sampler_name(name: str | None, scheduler: str | None) -> tuple[str | None, str | None]:
+    """`"DPM++ 2M Karras"` -> ("DPM++ 2M", "Karras") per api.md §8.3; a scheduler field wins."""
+    from modules import sd_schedulers
+    if name:
+        for sched in sd_schedulers.schedulers:
+            for label in [sched.label, sched.name, *(sched.aliases or [])]:
+                if name.lower().endswith(" " + label.lower()):
+                    base = name[: -len(label) - 1]
+                    return base, scheduler or sched.label
+    return name, scheduler
+
+
+def resolve_sampler(sampler_name, sampler_index, scheduler) -> tuple[str, str]:
+    if isinstance(sampler_index, int) and not sampler_name:
+        raise HTTPException(422, "sampler_index must be a sampler name")
+    name = sampler_name or sampler_index or "Euler"
+    name, suffix_scheduler = split_legacy_sampler_name(name, scheduler)
+    try:
+        sampler = sd_samplers.find_sampler(name)
+    except sd_samplers.SamplerNotFound as e:
+        raise HTTPException(422, str(e)) from None
+    chosen = scheduler or suffix_scheduler or "Automatic"
+    if chosen.lower() != "automatic":
+        valid = "Automatic"
+        raise HTTPException(422, f"Scheduler '{chosen}' not available for {sampler.name}; valid: {valid}")
+    return sampler.name, "Automatic"
+
+
+def validate_overrides(override_settings: dict | None) -> dict:
+    overrides = dict(override_settings or {})
+    try:
+        converted = shared.opts.validate(overrides, api=True)
+    except OptionError as e:
+        raise HTTPException(422, str(e)) from None
+    if converted.get("sd_model_checkpoint"):
+        try:
+            info = sd_models.find_checkpoint(converted["sd_model_checkpoint"])
+        except sd_models.CheckpointNotFound as e:
+            raise HTTPException(422, str(e)) from None
+        converted["sd_model_checkpoint"] = info.title
+    return converted
+
+
+class Api:
+    def __init__(self, app: FastAPI):
+        self.router = APIRouter(prefix="/sdapi/v1")
+        r = self.router
+        r.add_api_route("/txt2img", self.text2imgapi, methods=["POST"], response_model=models.TextToImageResponse)
+        r.add_api_route("/progress", self.progressapi, methods=["GET"], response_model=models.ProgressResponse)
+        r.add_api_route("/interrupt", self.interruptapi, methods=["POST"])
+        r.add_api_route("/skip", self.skip, methods=["POST"])
+        r.add_api_route("/options", self.get_config, methods=["GET"])
+        r.add_api_route("/options", self.set_config, methods=["POST"])
+        r.add_api_route("/cmd-flags", self.get_cmd_flags, methods=["GET"])
+        r.add_api_route("/samplers", self.get_samplers, methods=["GET"], response_model=list[models.SamplerItem])
+        r.add_api_route("/sd-models", self.get_sd_models, methods=["GET"], response_model=list[models.SDModelItem])
+        r.add_api_route("/sd-vae", self.get_sd_vaes, methods=["GET"], response_model=list[models.SDVaeItem])
+        r.add_api_route("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
+        r.add_api_route("/refresh-vae", self.refresh_vae, methods=["POST"])
+        app.include_router(self.router)
+        app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
+        app.add_api_route("/internal/pending-tasks", self.pending_tasks, methods=["GET"])
+
+    # -- generation ----------------------------------------------------------------------------
+    def text2imgapi(self, req: models.StableDiffusionProcessingTxt2Img):
+        args = req.with_defaults()
+        sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
+        for side in ("width", "height"):
+            if not 64 <= args[side] <= 8192:
+                raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
+        overrides = validate_overrides(args["override_settings"])
+        fields = {name: args[name] for name in processing.StableDiffusionProcessingTxt2Img.__dataclass_fields__
+                  if name in args and name not in ("override_settings", "sampler_name", "scheduler")}
+        p = processing.StableDiffusionProcessingTxt2Img(**fields)
+        p.sampler_name, p.scheduler = sampler, scheduler
+        p.override_settings = overrides
+        p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
+        p.comments = args["comments"] or {}
+        task_id = args["force_task_id"] or jobs.new_task_id("txt2img")
+        try:
+            processed = shared.job_queue.run(lambda: processing.process_images(p), name="txt2img", task_id=task_id)
+        except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
+            _raise_for(e)
+        images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \
+            if args["send_images"] else []
+        return models.TextToImageResponse(images=images, parameters=req.model_dump(), info=processed.js())
+
+    # -- progress and control ------------------------------------------------------------------
+    def progressapi(self, skip_current_image: bool = False):
+        state = shared.state
+        if not state.job:
+            return models.ProgressResponse(progress=0, eta_relative=0, state=state.dict(), textinfo=state.textinfo)
+        return models.ProgressResponse(progress=state.progress(), eta_relative=state.eta(), state=state.dict(),
+                                       current_image=None, textinfo=state.textinfo)
+
+    def interruptapi(self):
+        shared.state.interrupt()
+        return {}
+
+    def skip(self):
+        shared.state.skip()
+
+    def pending_tasks(self):
+        tasks = shared.job_queue.pending_tasks()
+        return {"size": len(tasks), "tasks": tasks}
+
+    # -- settings ------------------------------------------------------------------------------
+    def get_config(self):
+        return {key: _json_or_none(value) for key, value in shared.opts.current_values().items()}
+
+    def set_config(self, req: dict):
+        try:
+            values = shared.opts.validate(req, api=True)
+        except OptionError as e:
+            status = 403 if "frozen" in str(e) else 422
+            raise HTTPException(status, "Settings are frozen" if status == 403 else str(e)) from None
+        checkpoint = values.pop("sd_model_checkpoint", None)
+        if checkpoint:
+            try:
+                info = sd_models.find_checkpoint(checkpoint)
+            except sd_models.CheckpointNotFound as e:
+                raise HTTPException(422, str(e)) from None
+            try:
+                model = shared.job_queue.run(lambda: shared.model_holder.switch_to(info), name="load-checkpoint")
+            except ModelLoadError as e:
+                raise HTTPException(500, str(e)) from None
+            values["sd_model_checkpoint"] = model.sd_checkpoint_info.title
+        for key, value in values.items():
+            shared.opts.set(key, value)
+        shared.opts.save(shared.paths.settings_file)
+
+    def get_cmd_flags(self):
+        flags = dict(vars(shared.cmd_opts))
+        for key in SECRET_FLAGS:
+            if flags.get(key):
+                flags[key] = "***"
+        from modules.cmd_args import is_exposed
+        flags["webui_is_non_local"] = is_exposed(shared.cmd_opts)
+        flags["disable_extension_access"] = is_exposed(shared.cmd_opts) and not \
+            shared.cmd_opts.enable_insecure_extension_access
+        return flags
+
+    # -- lists ---------------------------------------------------------------------------------
+    def get_samplers(self):
+        return [{"name": s.name, "aliases": s.aliases, "options": {k: str(v) for k, v in s.options.items()}}
+                for s in sd_samplers.all_samplers]
+
+    def get_sd_models(self):
+        return [{"title": info.title, "model_name": info.model_name, "hash": info.shorthash,
+                 "sha256": info.sha256, "filename": info.filename, "config": info.config}
+                for info in sorted(sd_models.checkpoints_list.values(), key=lambda i: i.title.lower())]
+
+    def get_sd_vaes(self):
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
+
+    def refresh_checkpoints(self):
+        shared.job_queue.run(sd_models.list_models, name="refresh-checkpoints")
+
+    def refresh_vae(self):
+        shared.job_queue.run(sd_vae.refresh_vae_list, name="refresh-vae")
+

@@ -1,0 +1,212 @@
+"""Settings: a registry of OptionInfo, the values saved in config.json, and per-job overrides.
+
+A job's `override_settings` never touch the saved values: `Options.override()` lays them over the
+saved ones for the current thread's context only, so other jobs and readers never see them.
+"""
+import contextlib
+import contextvars
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class OptionError(ValueError):
+    """A setting key or value that cannot be accepted; the message says why."""
+
+
+@dataclass
+class OptionInfo:
+    default: Any = None
+    label: str = ""
+    component: Any = None
+    component_args: Any = None
+    onchange: Callable | None = None
+    section: tuple | None = None
+    refresh: Callable | None = None
+    comment_before: str = ""
+    comment_after: str = ""
+    infotext: str | None = None
+    restrict_api: bool = False
+    category_id: str | None = None
+    validate: Callable[[Any], None] | None = field(default=None, repr=False)
+
+    # A1111's fluent helpers, used by extensions when registering settings.
+    def link(self, label, url):
+        self.comment_before += f"[<a href='{url}' target='_blank'>{label}</a>]"
+        return self
+
+    def js(self, label, js_func):
+        return self
+
+    def info(self, info):
+        self.comment_after += f"<span class='info'>({info})</span>"
+        return self
+
+    def html(self, html):
+        self.comment_after += html
+        return self
+
+    def needs_restart(self):
+        self.comment_after += " <span class='info'>(requires restart)</span>"
+        return self
+
+    def needs_reload_ui(self):
+        self.comment_after += " <span class='info'>(requires Reload UI)</span>"
+        return self
+
+
+def options_section(section_identifier: tuple, options_dict: dict) -> dict:
+    """Tag every OptionInfo of the dict with its section, as A1111's helper does."""
+    for value in options_dict.values():
+        if len(section_identifier) == 2:
+            value.section = section_identifier
+        else:
+            value.section = section_identifier[:2]
+            value.category_id = section_identifier[2]
+    return options_dict
+
+
+_overrides: contextvars.ContextVar[dict | None] = contextvars.ContextVar("opts_overrides", default=None)
+
+
+def convert_value(key: str, info: OptionInfo, value: Any) -> Any:
+    """Convert a value to the type of the setting's default ("2" -> 2, "False" -> False)."""
+    default = info.default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return lowered in ("true", "1")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            if value is None:
+                return value
+            return str(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            return list(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"Setting '{key}' cannot take the value {value!r}: "
+                          f"expected {type(default).__name__}") from None
+    return value
+
+
+class Options:
+    def __init__(self):
+        object.__setattr__(self, "data_labels", {})
+        object.__setattr__(self, "data", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "frozen_keys", set())
+
+    # -- registry --------------------------------------------------------------------------
+    def add_option(self, key: str, info: OptionInfo):
+        self.data_labels[key] = info
+        self.data.setdefault(key, info.default)
+
+    def register(self, options: dict):
+        for key, info in options.items():
+            self.add_option(key, info)
+
+    # -- reading -----------------------------------------------------------------------------
+    def __getattr__(self, key):
+        overrides = _overrides.get()
+        if overrides and key in overrides:
+            return overrides[key]
+        data = object.__getattribute__(self, "data")
+        if key in data:
+            return data[key]
+        labels = object.__getattribute__(self, "data_labels")
+        if key in labels:
+            return labels[key].default
+        raise AttributeError(f"No setting named '{key}'")
+
+    def get_default(self, key):
+        return self.data_labels[key].default
+
+    def current_values(self) -> dict:
+        """Every registered key with its value as seen by the current job."""
+        return {key: getattr(self, key) for key in self.data_labels}
+
+    # -- writing -----------------------------------------------------------------------------
+    def validate(self, values: dict, *, api: bool = False) -> dict:
+        """Check and convert a whole mapping before anything is applied."""
+        converted = {}
+        for key, value in values.items():
+            info = self.data_labels.get(key)
+            if info is None:
+                raise OptionError(f"Unknown setting '{key}'")
+            if api and info.restrict_api:
+                raise OptionError(f"Setting '{key}' cannot be changed through the API")
+            if key in self.frozen_keys:
+                raise OptionError(f"Setting '{key}' is frozen")
+            value = convert_value(key, info, value)
+            if info.validate is not None:
+                info.validate(value)
+            converted[key] = value
+        return converted
+
+    def __setattr__(self, key, value):
+        self.set(key, value)
+
+    def set(self, key: str, value: Any, run_callbacks: bool = True) -> bool:
+        value = self.validate({key: value})[key]
+        with self._lock:
+            old = self.data.get(key)
+            if old == value:
+                return False
+            self.data[key] = value
+        info = self.data_labels[key]
+        if run_callbacks and info.onchange is not None:
+            try:
+                info.onchange()
+            except Exception:
+                with self._lock:
+                    self.data[key] = old
+                raise
+        return True
+
+    @contextlib.contextmanager
+    def override(self, values: dict):
+        """Apply settings for the current context (one job) only; restored when it exits."""
+        merged = dict(_overrides.get() or {})
+        merged.update(self.validate(values))
+        token = _overrides.set(merged)
+        try:
+            yield
+        finally:
+            _overrides.reset(token)
+
+    # -- persistence -------------------------------------------------------------------------
+    def load(self, filename: str):
+        if not os.path.exists(filename):
+            return
+        with open(filename, encoding="utf8") as file:
+            saved = json.load(file)
+        for key, value in saved.items():
+            info = self.data_labels.get(key)
+            if info is None:
+                self.data[key] = value  # kept for extensions that register later
+                continue
+            try:
+                self.data[key] = convert_value(key, info, value)
+            except OptionError as e:
+                print(f"Settings file {filename}: {e}; using the default")
+
+    def save(self, filename: str):
+        tmp = filename + ".tmp"
+        with self._lock:
+            content = json.dumps(self.data, indent=4, ensure_ascii=False, default=str)
+        with open(tmp, "w", encoding="utf8") as file:
+            file.write(content)
+        os.replace(tmp, filename)

@@ -1,0 +1,494 @@
+"""Prompt language: composable `AND`, prompt editing / alternation schedules, attention weights,
+and the conditioning containers the samplers read each step.
+
+Behaviour follows docs spec `prompt-syntax.md` §5-§8 and §13 (A1111 v1.10.1 compatible). No prompt
+is ever an error: whatever the grammar cannot interpret stays literal text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+import re
+from collections import namedtuple
+
+import lark
+
+# --------------------------------------------------------------------------------------------------
+# Scheduling grammar (§6.1)
+
+_SCHEDULE_GRAMMAR = r"""
+// Top level: constructs mixed with stray bracket/colon characters, so unbalanced text still parses.
+start: (_item | STRAY)*
+
+prompt: _item*
+_item: emphasized | scheduled | alternate | PLAIN
+
+// Emphasis is only recognised so that brackets nested in it are handled; it is rendered verbatim.
+!emphasized: "(" prompt ")"
+           | "(" prompt ":" prompt ")"
+           | "[" prompt "]"
+
+// The priority makes a bracket pair that can be editing/alternation win over reading it as strays.
+scheduled.2: "[" [prompt ":"] prompt ":" [WS] NUMBER [WS] "]"
+alternate.2: "[" prompt ("|" [prompt])+ "]"
+
+STRAY: /[\[\]():]/
+PLAIN: /(?:[^\\\[\]():|]|\\.)+/
+WS: /\s+/
+%import common.SIGNED_NUMBER -> NUMBER
+"""
+
+schedule_parser = lark.Lark(_SCHEDULE_GRAMMAR, parser="earley")
+
+
+class _Edit:
+    """`[before:after:number]`; `before` is None for the `[after:number]` form."""
+    __slots__ = ("before", "after", "number")
+
+    def __init__(self, before, after, number):
+        self.before = before
+        self.after = after
+        self.number = number
+
+
+class _Alt:
+    """`[a|b|...]`: one list of parts per option."""
+    __slots__ = ("options",)
+
+    def __init__(self, options):
+        self.options = options
+
+
+class _ToParts(lark.visitors.Transformer_NonRecursive):
+    """Turn a parse tree into a list of str / _Edit / _Alt, adjacent strings joined.
+
+    Non-recursive so that deeply nested brackets cannot hit Python's recursion limit."""
+
+    def __default__(self, data, children, meta):  # start, prompt, emphasized: text kept verbatim
+        parts: list = []
+        for child in children:
+            _extend(parts, child)
+        return parts
+
+    def scheduled(self, children):
+        before, after, _, number, _ = children
+        return _Edit(before, after, str(number))
+
+    def alternate(self, children):
+        return _Alt([[] if option is None else option for option in children])
+
+
+def _extend(parts: list, item):
+    """Append a str, node or list of them to parts, joining adjacent strings."""
+    if item is None:
+        return
+    if isinstance(item, list):
+        for sub in item:
+            _extend(parts, sub)
+    elif isinstance(item, str):
+        if parts and isinstance(parts[-1], str):
+            parts[-1] += item
+        else:
+            parts.append(str(item))
+    else:
+        parts.append(item)
+
+
+# Escape pairs are skipped; a lone backslash (at the end or before a newline) matches no terminal of
+# the grammar, so it makes the whole prompt unparseable.
+_re_schedule_special = re.compile(r"\\[^\n]|(\\)|[()\[\]|]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_schedule(prompt: str):
+    """Parse a prompt into parts (str / _Edit / _Alt), or None when it must stay literal.
+
+    Only the outermost `[...]` pairs are handed to the Earley parser; the rest is literal. This is
+    the same result as parsing the whole prompt (every construct is a balanced bracket pair, and a
+    `[` pair is read as editing/alternation or not independently of what surrounds it), but keeps
+    the parser's inputs short, which matters because Earley is superlinear on this grammar.
+    """
+    if "[" not in prompt:
+        # without `[` there is no editing or alternation; a `|` or bad `\` would make the parse fail,
+        # which also gives the prompt verbatim
+        return [prompt]
+
+    opens: list[int] = []
+    close_of: dict[int, int] = {}
+    pipes: list[int] = []
+    for m in _re_schedule_special.finditer(prompt):
+        if m.group(1):
+            return None
+        c = m.group(0)
+        if c in "([":
+            opens.append(m.start())
+        elif c in ")]":
+            if opens and prompt[opens[-1]] == ("(" if c == ")" else "["):
+                close_of[opens.pop()] = m.start()
+            else:
+                # this closer sits inside every still-open bracket, so none of them can be a pair
+                opens.clear()
+        elif c == "|":
+            pipes.append(m.start())
+
+    spans = []
+    last_end = -1
+    for start in sorted(close_of):
+        if start > last_end and prompt[start] == "[":
+            last_end = close_of[start]
+            spans.append((start, last_end + 1))
+
+    # a `|` outside every `[...]` can never be consumed: the parse of the whole prompt fails
+    span_starts = [s for s, _ in spans]
+    for pos in pipes:
+        k = bisect.bisect_right(span_starts, pos) - 1
+        if k < 0 or pos >= spans[k][1]:
+            return None
+
+    parts: list = []
+    pos = 0
+    for start, end in spans:
+        try:
+            tree = schedule_parser.parse(prompt[start:end])
+        except lark.exceptions.LarkError:
+            return None
+        _extend(parts, prompt[pos:start])
+        _extend(parts, _ToParts().transform(tree))
+        pos = end
+    _extend(parts, prompt[pos:])
+    return parts
+
+
+def _walk_nodes(parts):
+    """Every _Edit and _Alt, nested ones included (iterative: nesting depth is unbounded)."""
+    pending = [parts]
+    while pending:
+        for part in pending.pop():
+            if isinstance(part, _Edit):
+                yield part
+                pending.append(part.after)
+                if part.before is not None:
+                    pending.append(part.before)
+            elif isinstance(part, _Alt):
+                yield part
+                pending.extend(part.options)
+
+
+def _render(parts, step: int, whens: dict) -> str:
+    """The text at `step`: FROM while step <= when, else TO; alternation option (step - 1) mod k."""
+    out = []
+    stack = [iter(parts)]
+    while stack:
+        for part in stack[-1]:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            if isinstance(part, _Edit):
+                chosen = part.before if step <= whens[part.number] else part.after
+            else:
+                chosen = part.options[(step - 1) % len(part.options)]
+            if chosen:
+                stack.append(iter(chosen))
+                break
+        else:
+            stack.pop()
+    return "".join(out)
+
+
+def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=None, use_old_scheduling=False):
+    """For each prompt, a list of `[end_at_step, text]` pairs sorted by step (§6.3).
+
+    With `hires_steps`, the schedules are for the hires second pass: fractions in (1, 2] and integers
+    above `base_steps` address that pass. `use_old_scheduling` reproduces the pre-1.6 rule (numbers
+    below 1 are fractions, no hires offset; A1111 then also builds the schedule with `base_steps`).
+
+    >>> get_learned_conditioning_prompt_schedules(["a [dog:cat:4] run"], 8)
+    [[[4, 'a dog run'], [8, 'a cat run']]]
+    """
+    if hires_steps is None or use_old_scheduling:
+        steps, int_offset, frac_offset = base_steps, 0, 0.0
+    else:
+        steps, int_offset, frac_offset = hires_steps, base_steps, 1.0
+
+    def when_of(number: str) -> int:
+        value = float(number)
+        if use_old_scheduling:
+            v = value * steps if value < 1 else value
+        elif "." in number:
+            v = (value - frac_offset) * steps
+        else:
+            v = value - int_offset
+        # clamp before truncating so huge numbers (1e999 -> inf) cannot overflow int()
+        return math.trunc(min(max(v, -1.0), steps))
+
+    def schedule_for(prompt):
+        parts = _compile_schedule(prompt)
+        if parts is None:
+            return [[steps, prompt]]
+        ends = {steps}
+        whens = {}
+        for node in _walk_nodes(parts):
+            if isinstance(node, _Alt):
+                ends.update(range(1, steps + 1))
+            else:
+                when = whens.get(node.number)
+                if when is None:
+                    when = whens[node.number] = when_of(node.number)
+                if when >= 1:
+                    ends.add(when)
+        result = []
+        return [[end, _render(parts, end, whens)] for end in sorted(ends)]
+
+    cache = {}
+    res = []
+    for prompt in prompts:
+        if prompt not in cache:
+            cache[prompt] = schedule_for(prompt)
+        res.append([list(entry) for entry in cache[prompt]])
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention (§8)
+
+re_attention = re.compile(r"""
+      \\(?P<escaped>.)?                     # escape; a lone backslash at the very end is dropped
+    | (?P<open>[(\[])
+    | :\s*(?P<weight>[+-]?[.\d]+)\s*\)      # explicit weight closing a round group
+    | (?P<close>[)\]])
+    | (?P<text>[^\\()\[\]:]+|:)
+""", re.X | re.S)
+
+re_break = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+_ROUND_MULTIPLIER = 1.1
+_SQUARE_MULTIPLIER = 1 / 1.1
+
+
+def parse_prompt_attention(text):
+    """Split text into `[text, weight]` pairs; `BREAK` gives the marker pair `["BREAK", -1]`.
+
+    >>> parse_prompt_attention("a (red:1.3) car")
+    [['a ', 1.0], ['red', 1.3], [' car', 1.0]]
+    """
+    res = []  # [text, weight, is_break_marker]
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def multiply_from(start, multiplier):
+        # BREAK markers stay out of group multiplication (our deliberate deviation, §8.1)
+        for seg in res[start:]:
+            if not seg[2]:
+                seg[1] *= multiplier
+
+    def add_text(chunk):
+        for i, piece in enumerate(re_break.split(chunk)):
+            if i:
+                res.append(["BREAK", -1, True])
+            res.append([piece, 1.0, False])
+
+    for m in re_attention.finditer(text):
+        kind = m.lastgroup
+        if kind == "escaped":
+            res.append([m.group("escaped"), 1.0, False])
+        elif m.group(0) == "\\":
+            continue
+        elif kind == "open":
+            (round_open if m.group(0) == "(" else square_open).append(len(res))
+        elif kind == "weight" and round_open:
+            try:
+                weight = float(m.group("weight"))
+            except ValueError:
+                # e.g. `(a:1.2.3)`: A1111 fails; we keep the text and close the group normally
+                res.append([m.group(0)[:-1], 1.0, False])
+                multiply_from(round_open.pop(), _ROUND_MULTIPLIER)
+            else:
+                multiply_from(round_open.pop(), weight)
+        elif kind == "close" and m.group(0) == ")" and round_open:
+            multiply_from(round_open.pop(), _ROUND_MULTIPLIER)
+        elif kind == "close" and m.group(0) == "]" and square_open:
+            multiply_from(square_open.pop(), _SQUARE_MULTIPLIER)
+        else:
+            add_text(m.group(0))
+
+    for start in round_open:
+        multiply_from(start, _ROUND_MULTIPLIER)
+    for start in square_open:
+        multiply_from(start, _SQUARE_MULTIPLIER)
+
+    if not res:
+        return [["", 1.0]]
+
+    merged = [res[0]]
+    for seg in res[1:]:
+        last = merged[-1]
+        if not seg[2] and not last[2] and seg[1] == last[1]:
+            last[0] += seg[0]
+        else:
+            merged.append(seg)
+    return [[t, w] for t, w, _ in merged]
+
+
+# --------------------------------------------------------------------------------------------------
+# Composable diffusion: AND (§5)
+
+re_AND = re.compile(r"\bAND\b")
+# groups: (text, weight or None); `.*?` keeps the text as short as possible so a trailing
+# `:number` and trailing whitespace go to the other parts
+re_weight = re.compile(r"^(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$", re.S)
+
+
+class SdConditioning(list):
+    """A list of prompts for the text encoder, with extra facts some models need (SDXL: size)."""
+
+    def __init__(self, prompts, is_negative_prompt=False, width=None, height=None, copy_from=None):
+        super().__init__(prompts)
+        if copy_from is None:
+            copy_from = prompts
+        self.is_negative_prompt = is_negative_prompt or getattr(copy_from, "is_negative_prompt", False)
+        self.width = width or getattr(copy_from, "width", None)
+        self.height = height or getattr(copy_from, "height", None)
+
+
+def get_multicond_prompt_list(prompts):
+    """Split each prompt at `AND` into weighted sub-prompts.
+
+    Returns `(res_indexes, prompt_flat_list, prompt_indexes)`: for each prompt a list of
+    `(index, weight)`, the distinct sub-prompt texts, and a dict text -> index.
+    """
+    res_indexes = []
+    prompt_indexes = {}
+    prompt_flat_list = SdConditioning([], copy_from=prompts)
+    for prompt in prompts:
+        indexes = []
+        for subprompt in re_AND.split(prompt):
+            text, weight = re_weight.search(subprompt).groups()
+            weight = 1.0 if weight is None else float(weight)
+            index = prompt_indexes.get(text)
+            if index is None:
+                index = prompt_indexes[text] = len(prompt_flat_list)
+                prompt_flat_list.append(text)
+            indexes.append((index, weight))
+        res_indexes.append(indexes)
+    return res_indexes, prompt_flat_list, prompt_indexes
+
+
+# --------------------------------------------------------------------------------------------------
+# Conditioning containers (§13)
+
+ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
+
+
+class ComposableScheduledPromptConditioning:
+    def __init__(self, schedules, weight=1.0):
+        self.schedules: list[ScheduledPromptConditioning] = schedules
+        self.weight: float = weight
+
+
+class MulticondLearnedConditioning:
+    def __init__(self, shape, batch):
+        self.shape: tuple = shape  # the shape field is needed by DDIM/PLMS
+        self.batch: list[list[ComposableScheduledPromptConditioning]] = batch
+
+
+class DictWithShape(dict):
+    """Dict of conditioning tensors (SDXL: crossattn, vector) that also answers `.shape`."""
+
+    def __init__(self, x, shape=None):
+        super().__init__(x)
+        self._shape = shape
+
+    @property
+    def shape(self):
+        if "crossattn" in self:
+            return self["crossattn"].shape
+        return self._shape
+
+
+def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+    """For each prompt, its schedule as a list of ScheduledPromptConditioning(end_at_step, cond).
+
+    The texts of one prompt's schedule are encoded together in one `model.get_learned_conditioning`
+    call (as A1111 does: batch composition affects padding and emphasis normalisation); identical
+    prompts are encoded once per call.
+    """
+    schedules = get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps, use_old_scheduling)
+    cache = {}
+    res = []
+    for prompt, schedule in zip(prompts, schedules):
+        cached = cache.get(prompt)
+        if cached is None:
+            texts = SdConditioning([text for _, text in schedule], copy_from=prompts)
+            conds = model.get_learned_conditioning(texts)
+            cached = []
+            for i, (end_at_step, _) in enumerate(schedule):
+                if isinstance(conds, dict):
+                    cond = {k: v[i] for k, v in conds.items()}
+                else:
+                    cond = conds[i]
+                cached.append(ScheduledPromptConditioning(end_at_step, cond))
+            cache[prompt] = cached
+        res.append(cached)
+    return res
+
+
+def get_multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+    """Like get_learned_conditioning, but splits prompts at `AND` into weighted sub-prompts."""
+    res_indexes, prompt_flat_list, _ = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(model, prompt_flat_list, steps, hires_steps, use_old_scheduling)
+    batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in indexes]
+             for indexes in res_indexes]
+    return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)
+
+
+def _active_index(schedule, current_step) -> int:
+    # §7: first entry with counter <= end step; A1111 falls back to the first entry
+    for index, entry in enumerate(schedule):
+        if current_step <= entry.end_at_step:
+            return index
+    return 0
+
+
+def stack_conds(tensors):
+    """Stack conds of possibly different token counts: shorter ones are padded by repeating their
+    last token vector (prompts of different lengths past 75 tokens give different shapes)."""
+    import torch
+
+    token_count = max(t.shape[0] for t in tensors)
+    padded = []
+    for t in tensors:
+        missing = token_count - t.shape[0]
+        if missing:
+            t = torch.cat([t, t[-1:].expand(missing, *t.shape[1:])])
+        padded.append(t)
+    return torch.stack(padded)
+
+
+def _stack_any(conds):
+    first = conds[0]
+    if isinstance(first, dict):
+        stacked = {k: stack_conds([c[k] for c in conds]).to(device=v.device, dtype=v.dtype)
+                   for k, v in first.items()}
+        return DictWithShape(stacked, (len(conds),) + tuple(first[next(iter(first))].shape))
+    return stack_conds(conds).to(device=first.device, dtype=first.dtype)
+
+
+def reconstruct_cond_batch(c, current_step):
+    """Batch tensor (or DictWithShape) of the conds active at `current_step` (§7 counter)."""
+    return _stack_any([schedule[_active_index(schedule, current_step)].cond for schedule in c])
+
+
+def reconstruct_multicond_batch(c: MulticondLearnedConditioning, current_step):
+    """Returns `(conds_list, tensor)`: conds_list[i] = [(row in tensor, weight), ...] for image i."""
+    tensors = []
+    conds_list = []
+    for composable_prompts in c.batch:
+        conds_for_batch = []
+        for composable in composable_prompts:
+            schedule = composable.schedules
+            conds_for_batch.append((len(tensors), composable.weight))
+            tensors.append(schedule[_active_index(schedule, current_step)].cond)
+        conds_list.append(conds_for_batch)
+    return conds_list, _stack_any(tensors)

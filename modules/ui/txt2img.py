@@ -1,0 +1,83 @@
+"""The txt2img tab: prompt boxes, the basic settings, Generate/Interrupt, gallery and infotext."""
+import html
+
+import gradio as gr
+
+from modules import jobs, processing, sd_models, sd_samplers, shared
+from modules.models.loader import ModelLoadError
+from modules.ui.jobs_ui import run_with_progress
+
+# Errors whose message tells the user what to do; anything else is a bug and shows its type too.
+USER_ERRORS = (processing.GenerationError, sd_models.NoModelError, sd_models.CheckpointNotFound,
+               sd_samplers.SamplerNotFound, ModelLoadError)
+
+
+def generate(prompt, negative_prompt, sampler_name, steps, cfg_scale, seed, width, height,
+             batch_count, batch_size, request: gr.Request, progress=gr.Progress()):
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt=prompt, negative_prompt=negative_prompt, sampler_name=sampler_name,
+        steps=int(steps), cfg_scale=float(cfg_scale), seed=int(seed), width=int(width),
+        height=int(height), n_iter=int(batch_count), batch_size=int(batch_size),
+        user=getattr(request, "username", None))
+    try:
+        processed = run_with_progress(lambda: processing.process_images(p), "txt2img", progress,
+                                      task_id=jobs.new_task_id("txt2img"))
+    except USER_ERRORS as e:
+        return [], "", f"<div class='error'>{html.escape(str(e))}</div>"
+    for image, text in zip(processed.images, processed.infotexts):
+        image.info["parameters"] = text  # Gradio writes it into the PNG it serves
+    notes = html.escape(processed.comments) if processed.comments else ""
+    return processed.images, processed.info, notes
+
+
+def create():
+    with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+        with gr.Row():
+            with gr.Column(scale=6):
+                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
+                                    placeholder="Prompt (press Ctrl+Enter to generate)")
+                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
+            with gr.Column(scale=1, min_width=160):
+                generate_button = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
+                interrupt_button = gr.Button("Interrupt", elem_id="txt2img_interrupt")
+        with gr.Row():
+            with gr.Column():
+                names = sd_samplers.visible_sampler_names()
+                sampler = gr.Dropdown(label="Sampling method", choices=names, value=names[0],
+                                      elem_id="txt2img_sampling")
+                steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                with gr.Row():
+                    width = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+                    height = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
+                with gr.Row():
+                    batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                                            elem_id="txt2img_batch_count")
+                    batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                                           elem_id="txt2img_batch_size")
+                cfg_scale = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
+                    random_seed = gr.Button("🎲", elem_id="txt2img_random_seed", scale=0, min_width=40)
+                    reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", scale=0, min_width=40)
+            with gr.Column():
+                gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="txt2img_gallery",
+                                     buttons=["download", "fullscreen"], interactive=False)
+                infotext = gr.Textbox(label="Generation parameters", interactive=False, lines=4,
+                                      elem_id="txt2img_generation_info")
+                notes = gr.HTML(elem_id="txt2img_html_log")
+
+        inputs = [prompt, negative, sampler, steps, cfg_scale, seed, width, height, batch_count, batch_size]
+        outputs = [gallery, infotext, notes]
+        # our own job queue orders the work, so Gradio need not serialise these events
+        generate_button.click(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
+        prompt.submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_visibility="private")
+        interrupt_button.click(lambda: shared.state.interrupt(), queue=False, api_visibility="private")
+        random_seed.click(lambda: -1, outputs=[seed], queue=False, api_visibility="private")
+        reuse_seed.click(_last_seed, inputs=[infotext], outputs=[seed], queue=False, api_visibility="private")
+
+
+def _last_seed(infotext: str):
+    from modules.infotext_utils import parse_generation_parameters
+    if not infotext:
+        return -1
+    return int(parse_generation_parameters(infotext).get("Seed", -1))

@@ -1,0 +1,189 @@
+"""Real HTTP against a real server process on 127.0.0.1 (requests and the webuiapi client)."""
+import base64
+import io
+import json
+import threading
+import time
+
+import pytest
+import requests
+import webuiapi
+from PIL import Image
+
+from tests.conftest import ServerProcess
+
+SMALL = {"steps": 3, "width": 64, "height": 64}
+
+
+def post(server, path, body=None, **kwargs):
+    return requests.post(server.url + "/sdapi/v1" + path, json=body, timeout=120, **kwargs)
+
+
+def get(server, path, **kwargs):
+    return requests.get(server.url + "/sdapi/v1" + path, timeout=30, **kwargs)
+
+
+def decode(b64: str) -> Image.Image:
+    assert not b64.startswith("data:")
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def test_sd_models_lists_every_tiny_checkpoint(server):
+    items = get(server, "/sd-models").json()
+    names = sorted(item["model_name"] for item in items)
+    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd2-v", "tiny-sdxl"]
+    for item in items:
+        assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config"}
+        if item["hash"]:
+            assert item["title"].endswith(f" [{item['hash']}]") and item["sha256"].startswith(item["hash"])
+    sd2 = next(i for i in items if i["model_name"] == "tiny-sd2-v")
+    assert sd2["config"].endswith("tiny-sd2-v.yaml")
+
+
+def test_txt2img_answers_in_a1111_shape(server):
+    body = {"prompt": "a red kite over dunes", "seed": 1234, "batch_size": 2, "sampler_name": "Euler",
+            "firstphase_width": 0, "unknown_field_from_an_extension": {"x": 1}, **SMALL}
+    response = post(server, "/txt2img", body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert set(data) == {"images", "parameters", "info"}
+    assert len(data["images"]) == 2
+    image = decode(data["images"][0])
+    assert image.format == "PNG" and image.size == (64, 64)
+    info = json.loads(data["info"])
+    assert info["all_seeds"] == [1234, 1235] and info["seed"] == 1234
+    assert info["sampler_name"] == "Euler" and info["steps"] == 3 and info["batch_size"] == 2
+    assert info["infotexts"][1].startswith("a red kite over dunes\nSteps: 3, Sampler: Euler, Schedule type: "
+                                           "Automatic, CFG scale: 7.0, Seed: 1235, Size: 64x64, Model hash: ")
+    assert image.info["parameters"] == info["infotexts"][0]
+    assert data["parameters"]["prompt"] == "a red kite over dunes"
+    assert data["parameters"]["sampler_index"] == "Euler"
+    assert list(info)[:4] == ["prompt", "all_prompts", "negative_prompt", "all_negative_prompts"]
+
+
+def test_same_seed_same_pixels_and_null_fields_mean_defaults(server):
+    body = {"prompt": "x", "seed": 99, "cfg_scale": None, "negative_prompt": None, **SMALL}
+    a = post(server, "/txt2img", body).json()
+    b = post(server, "/txt2img", body).json()
+    assert decode(a["images"][0]).tobytes() == decode(b["images"][0]).tobytes()
+    assert json.loads(a["info"])["cfg_scale"] == 7.0
+
+
+def test_errors_are_clear(server):
+    response = post(server, "/txt2img", {"prompt": "x", "sampler_name": "Eular", **SMALL})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"].startswith("Sampler 'Eular' not found") and "Euler" in body["detail"]
+    assert set(body) == {"error", "detail", "body", "errors"}
+    response = post(server, "/txt2img", {"prompt": "x", "override_settings": {"sd_model_checkpoint": "nope"}, **SMALL})
+    assert response.status_code == 422 and response.json()["detail"] == "Checkpoint 'nope' not found"
+    response = post(server, "/txt2img", {"prompt": "x", "steps": 2.5})
+    assert response.status_code == 422
+    response = post(server, "/txt2img", {"prompt": "x", "width": 32, "steps": 2})
+    assert response.status_code == 422 and "width" in response.json()["detail"]
+    response = post(server, "/options", {"no_such_setting": 1})
+    assert response.status_code == 422 and "no_such_setting" in response.json()["detail"]
+
+
+def test_options_switch_checkpoint_and_override_for_one_job(server):
+    options = get(server, "/options").json()
+    assert options["samples_format"] == "png" and "sd_model_checkpoint" in options
+    assert post(server, "/options", {"sd_model_checkpoint": "tiny-sd1"}).status_code == 200
+    assert get(server, "/options").json()["sd_model_checkpoint"].startswith("tiny-sd1.safetensors [")
+    overridden = post(server, "/txt2img", {"prompt": "x", "override_settings": {
+        "sd_model_checkpoint": "tiny-sd2-v", "CLIP_stop_at_last_layers": 2}, **SMALL}).json()
+    assert json.loads(overridden["info"])["sd_model_name"] == "tiny-sd2-v"
+    assert "Clip skip: 2" in json.loads(overridden["info"])["infotexts"][0]
+    after = post(server, "/txt2img", {"prompt": "x", **SMALL}).json()
+    assert json.loads(after["info"])["sd_model_name"] == "tiny-sd1"
+    assert get(server, "/options").json()["CLIP_stop_at_last_layers"] == 1
+    assert post(server, "/options", {"send_seed": False}).status_code == 200
+    assert get(server, "/options").json()["send_seed"] is False
+    post(server, "/options", {"send_seed": True})
+
+
+def test_webuiapi_client(server):
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port, sampler="Euler", steps=3)
+    result = api.txt2img(prompt="a cube", seed=5, width=64, height=64)
+    assert result.image.size == (64, 64)
+    assert result.info["all_seeds"] == [5]
+    assert api.util_get_model_names()
+
+
+def test_progress_and_interrupt_mid_job(server):
+    idle = get(server, "/progress").json()
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
+    result = {}
+
+    def long_job():
+        result["response"] = post(server, "/txt2img", {"prompt": "slow", "n_iter": 3, "steps": 60,
+                                                       "width": 64, "height": 64, "seed": 1})
+
+    thread = threading.Thread(target=long_job)
+    thread.start()
+    deadline = time.time() + 60
+    seen = None
+    while time.time() < deadline:
+        seen = get(server, "/progress", params={"skip_current_image": True}).json()
+        if seen["state"]["job_no"] >= 1 and seen["state"]["sampling_step"] >= 1:
+            break
+        time.sleep(0.05)
+    assert 0 < seen["progress"] < 1 and seen["state"]["sampling_steps"] == 60
+    assert seen["state"]["job_count"] == 3
+    started = time.time()
+    assert post(server, "/interrupt").json() == {}
+    thread.join(timeout=60)
+    assert time.time() - started < 10
+    response = result["response"]
+    assert response.status_code == 200
+    info = json.loads(response.json()["info"])
+    assert len(response.json()["images"]) == 1  # the first batch was finished, the second stopped
+    assert "Interrupted" in info["comments"]
+    assert get(server, "/progress").json()["progress"] == 0
+    assert post(server, "/txt2img", {"prompt": "after", **SMALL}).status_code == 200
+
+
+def test_jobs_from_several_clients_all_finish(server):
+    results = []
+
+    def one(i):
+        results.append(post(server, "/txt2img", {"prompt": f"p{i}", "seed": i, **SMALL}).status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [200, 200, 200]
+
+
+@pytest.fixture(scope="module")
+def secured(data_dir):
+    proc = ServerProcess(data_dir, "--api", "--api-auth", "alice:s3:cret", "--gradio-auth", "bob:pw")
+    try:
+        yield proc.wait_ready(auth=("alice", "s3:cret"))
+    finally:
+        proc.stop()
+
+
+def test_api_auth(secured):
+    response = get(secured, "/sd-models")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Basic"
+    assert response.json() == {"detail": "Incorrect username or password"}
+    assert get(secured, "/sd-models", auth=("alice", "wrong")).status_code == 401
+    assert get(secured, "/sd-models", auth=("alice", "s3:cret")).status_code == 200
+    assert get(secured, "/sd-models", auth=("bob", "pw")).status_code == 401
+    flags = get(secured, "/cmd-flags", auth=("alice", "s3:cret")).json()
+    assert flags["api_auth"] == "***" and flags["gradio_auth"] == "***"
+    # the UI asks for its own login
+    assert requests.get(secured.url + "/config", timeout=10).status_code == 401
+
+
+def test_nowebui_serves_the_api_alone(data_dir):
+    proc = ServerProcess(data_dir, "--nowebui", "--skip-load-model-at-start")
+    try:
+        proc.wait_ready()
+        assert requests.get(proc.url + "/", timeout=10).status_code == 404
+        assert get(proc, "/sd-models").status_code == 200
+    finally:
+        proc.stop()

@@ -1,0 +1,174 @@
+"""txt2img end to end in-process on tiny checkpoints of every family, through the real loader."""
+import numpy as np
+import pytest
+import torch
+
+from modules import processing, sd_models
+from modules.models.loader import ModelLoadError, load_checkpoint
+
+PROMPT, NEGATIVE = "a photograph of an astronaut riding a horse", "blurry"
+
+
+def run(shared, **kwargs):
+    fields = dict(prompt=PROMPT, negative_prompt=NEGATIVE, steps=4, width=64, height=64, seed=1234,
+                  cfg_scale=7.0, sampler_name="Euler", do_not_save_samples=True)
+    fields.update(kwargs)
+    p = processing.StableDiffusionProcessingTxt2Img(**fields)
+    return shared.job_queue.run(lambda: processing.process_images(p)), p
+
+
+def use(shared, family):
+    info = sd_models.find_checkpoint(f"tiny-{family}")
+    return shared.job_queue.run(lambda: shared.model_holder.switch_to(info))
+
+
+def pixels(processed):
+    return np.stack([np.asarray(image) for image in processed.images])
+
+
+def _hand_sigmas(alphas_cumprod: torch.Tensor, steps: int) -> torch.Tensor:
+    """A1111's default Euler schedule written out: σ at t = linspace(999, 0, n), log-σ interpolated."""
+    log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log()
+    t = torch.linspace(999, 0, steps)
+    low, frac = t.floor().long(), t - t.floor()
+    high = t.ceil().long()
+    sigmas = ((1 - frac) * log_sigmas[low] + frac * log_sigmas[high]).exp()
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _hand_t(alphas_cumprod: torch.Tensor, sigma: float) -> torch.Tensor:
+    log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log()
+    log_sigma = torch.tensor(sigma).log()
+    lo = int(torch.clamp((log_sigmas <= log_sigma).sum() - 1, 0, len(log_sigmas) - 2))
+    w = ((log_sigmas[lo] - log_sigma) / (log_sigmas[lo] - log_sigmas[lo + 1])).clamp(0, 1)
+    return (1 - w) * lo + w * (lo + 1)
+
+
+@torch.no_grad()
+def test_txt2img_equals_hand_driven_diffusers_loop(webui_session, data_dir):
+    shared = webui_session
+    steps, seed, cfg = 5, 4321, 6.5
+    use(shared, "sd1")
+    processed, p = run(shared, steps=steps, seed=seed, cfg_scale=cfg)
+
+    # the same components, loaded again, driven by hand
+    m = load_checkpoint(str(data_dir / "models" / "Stable-diffusion" / "tiny-sd1.safetensors"))
+    tok, enc = m.tokenizers[0], m.text_encoders[0]
+
+    def embed(text):
+        ids = tok(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        return enc(ids)[0]
+
+    cond, uncond = embed(PROMPT), embed(NEGATIVE)
+    sigmas = _hand_sigmas(m.alphas_cumprod, steps)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    x = torch.randn((1, 4, 8, 8), generator=generator) * sigmas[0]
+    for i in range(steps):
+        sigma = float(sigmas[i])
+        c_in = 1 / (sigma ** 2 + 1) ** 0.5
+        t = _hand_t(m.alphas_cumprod, sigma)
+        eps_c = m.unet(x * c_in, t, encoder_hidden_states=cond).sample
+        eps_u = m.unet(x * c_in, t, encoder_hidden_states=uncond).sample
+        den_c, den_u = x - eps_c * sigma, x - eps_u * sigma
+        denoised = den_u + (den_c - den_u) * cfg
+        x = x + (x - denoised) / sigma * (float(sigmas[i + 1]) - sigma)
+    image = ((m.vae.decode(x / m.vae_scaling_factor).sample + 1) / 2).clamp(0, 1)
+    expected = image[0].permute(1, 2, 0).numpy() * 255
+
+    ours = pixels(processed)[0].astype(np.float64)
+    # our output is 8-bit: every pixel is the rounded reference value
+    assert np.abs(ours - expected).max() <= 0.5 + 1e-4 * 255
+
+    # and the latents agree to 1e-4 before quantisation
+    model = shared.model_holder.sd_model
+    latents = shared.job_queue.run(lambda: processing._sample_batch(
+        p, model, [PROMPT], [NEGATIVE], [seed], [0]))
+    assert torch.allclose(latents, x, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd1-inpaint", "sd2-v", "sdxl"])
+def test_every_family_generates_deterministically(webui_session, family):
+    shared = webui_session
+    model = use(shared, family)
+    assert model.is_sdxl == (family == "sdxl")
+    assert model.is_inpainting == (family == "sd1-inpaint")
+    assert model.parameterization == ("v" if family == "sd2-v" else "eps")
+    first, _ = run(shared, batch_size=2, n_iter=1, steps=3)
+    again, _ = run(shared, batch_size=2, n_iter=1, steps=3)
+    assert len(first.images) == 2 and first.images[0].size == (64, 64)
+    assert np.array_equal(pixels(first), pixels(again))
+    assert first.all_seeds == [1234, 1235]
+    assert not np.array_equal(pixels(first)[0], pixels(first)[1])
+
+
+def test_batch_image_equals_single_generation_with_its_seed(webui_session):
+    shared = webui_session
+    use(shared, "sd1")
+    batch, _ = run(shared, batch_size=2, n_iter=2, steps=3, seed=10)
+    assert batch.all_seeds == [10, 11, 12, 13]
+    single, _ = run(shared, steps=3, seed=13)
+    # same noise; only float rounding of batched kernels may move a pixel by one level
+    diff = np.abs(pixels(batch)[3].astype(int) - pixels(single)[0].astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.05
+
+
+def test_infotext_of_generated_image(webui_session):
+    shared = webui_session
+    model = use(shared, "sd1")
+    processed, _ = run(shared, steps=3, seed=77)
+    info = model.sd_checkpoint_info
+    assert processed.infotexts[0] == (
+        f"{PROMPT}\nNegative prompt: {NEGATIVE}\nSteps: 3, Sampler: Euler, Schedule type: Automatic, "
+        f"CFG scale: 7.0, Seed: 77, Size: 64x64, Model hash: {info.shorthash}, Model: tiny-sd1, "
+        f"Version: v1.10.1-sdwebui-0.1.0")
+
+
+def test_saved_png_carries_infotext(webui_session, data_dir):
+    from PIL import Image
+    shared = webui_session
+    use(shared, "sd1")
+    processed, _ = run(shared, steps=2, seed=5, do_not_save_samples=False)
+    day_folders = list((data_dir / "outputs" / "txt2img-images").iterdir())
+    files = sorted(day_folders[0].glob("*-5.png"))
+    assert files, "the image was not saved as NNNNN-<seed>.png"
+    with Image.open(files[-1]) as saved:
+        assert saved.info["parameters"] == processed.infotexts[0]
+    assert (data_dir / "params.txt").read_text() == processed.infotexts[0]
+
+
+def test_corrupt_checkpoint_is_refused_and_old_model_stays(webui_session, data_dir):
+    shared = webui_session
+    use(shared, "sd1")
+    folder = data_dir / "models" / "Stable-diffusion"
+    broken = folder / "broken.safetensors"
+    good = (folder / "tiny-sd1.safetensors").read_bytes()
+    broken.write_bytes(good[: len(good) // 2])  # truncated download
+    try:
+        shared.job_queue.run(sd_models.list_models)
+        info = sd_models.find_checkpoint("broken")
+        with pytest.raises(ModelLoadError, match="broken.safetensors"):
+            shared.job_queue.run(lambda: shared.model_holder.switch_to(info))
+        assert shared.model_holder.sd_model.sd_checkpoint_info.name_for_extra == "tiny-sd1"
+        processed, _ = run(shared, steps=2)
+        assert len(processed.images) == 1
+    finally:
+        broken.unlink()
+        shared.job_queue.run(sd_models.list_models)
+
+
+def test_override_settings_apply_for_one_job_only(webui_session):
+    shared = webui_session
+    use(shared, "sd1")
+    processed, _ = run(shared, steps=2, override_settings={"sd_model_checkpoint": "tiny-sd2-v",
+                                                           "CLIP_stop_at_last_layers": 2})
+    assert "Model: tiny-sd2-v" in processed.infotexts[0] and "Clip skip: 2" in processed.infotexts[0]
+    assert shared.opts.CLIP_stop_at_last_layers == 1
+    after, _ = run(shared, steps=2)
+    assert "Clip skip" not in after.infotexts[0]
+
+
+def test_no_model_message_names_the_folder(webui_session, monkeypatch):
+    holder = sd_models.ModelHolder()
+    monkeypatch.setattr(sd_models, "checkpoints_list", {})
+    with pytest.raises(sd_models.NoModelError, match="models/Stable-diffusion"):
+        holder.ensure_for_job()

@@ -1,0 +1,96 @@
+"""Builds the server: FastAPI app with the API under /sdapi/v1 and the Gradio UI at /."""
+import os
+import socket
+import sys
+import time
+
+from modules import shared  # sets the offline environment before the libraries load
+
+import gradio as gr  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+
+from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
+from modules.api.api import Api, install_error_handlers  # noqa: E402
+from modules.shared_options import freeze_from_flags  # noqa: E402
+
+
+def initialize(args) -> None:
+    shared.configure(args)
+    shared.opts.load(shared.paths.settings_file)
+    freeze_from_flags(shared.opts, args)
+    shared.model_holder = sd_models.ModelHolder()
+    sd_models.list_models()
+    sd_vae.refresh_vae_list()
+    for notice in cmd_args.notices_for(args):
+        print(f"Notice: {notice}")
+
+
+def create_app(args) -> FastAPI:
+    app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs", redoc_url="/redoc")
+    install_error_handlers(app)
+    if args.api or args.nowebui:
+        Api(app)
+    api_creds = auth.api_credentials(args)
+    app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
+    if not args.nowebui:
+        from modules.ui.app import CSS, create_ui
+        ui_creds = auth.ui_credentials(args)
+        ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
+        gr.mount_gradio_app(app, create_ui(), path="/", auth=ui_auth, css=CSS,
+                            allowed_paths=[shared.paths.outputs, *args.gradio_allowed_path])
+    return app
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(args, host: str) -> int:
+    if args.port:
+        return args.port
+    port = 7861 if args.nowebui else 7860
+    while not _port_free(host, port) and port < 7960:
+        port += 1  # A1111 takes the next free port when the default is busy
+    return port
+
+
+def try_share(port: int) -> None:
+    """Gradio's public tunnel needs the network; say so plainly when it cannot be had."""
+    try:
+        from gradio import networking
+        url = networking.setup_tunnel("127.0.0.1", port, share_token=os.urandom(16).hex(),
+                                      share_server_address=None, share_server_tls_certificate=None)
+        print(f"Public link: {url}")
+    except Exception as e:  # noqa: BLE001 - any failure means: no public link, keep serving locally
+        print(f"--share: a public link is not available ({type(e).__name__}: {e}). "
+              f"Serving locally only.")
+
+
+def main(argv=None) -> None:
+    started = time.time()
+    args = cmd_args.parse_args(argv)
+    initialize(args)
+    app = create_app(args)
+    if not (args.ui_debug_mode or (args.nowebui and args.skip_load_model_at_start)):
+        shared.job_queue.submit(lambda: sd_models.load_at_start(shared.model_holder), name="load-model")
+    host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
+    port = choose_port(args, host)
+    if args.share:
+        try_share(port)
+    print(f"Running on local URL: http://{host}:{port} (prepared in {time.time() - started:.1f}s)")
+    sys.stdout.flush()
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                timeout_keep_alive=args.timeout_keep_alive,
+                ssl_keyfile=args.tls_keyfile if args.tls_certfile else None,
+                ssl_certfile=args.tls_certfile if args.tls_keyfile else None)
+
+
+if __name__ == "__main__":
+    main()
