@@ -291,9 +291,42 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
         state.current_latent = info["denoised"]
 
     solver = getattr(k_sampling, sampler.function)
-    extra = {"s_churn": p.s_churn or 0.0, "s_tmin": p.s_tmin or 0.0,
-             "s_tmax": p.s_tmax or float("inf"), "s_noise": p.s_noise if p.s_noise is not None else 1.0}
-    return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler, **extra)
+    return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler,
+                  disable=shared.cmd_opts.disable_console_progressbars or None,
+                  **sampler_parameters(p, sampler))
+
+
+def sampler_parameters(p, sampler: sd_samplers.SamplerData) -> dict:
+    """The solver's extra parameters: request values, else settings (generation.md §1.1)."""
+    opts = shared.opts
+    s_noise = p.s_noise if p.s_noise is not None else opts.s_noise
+    if "eta" in sampler.params:  # Euler a keeps s_noise at 1, as A1111 does
+        return {"eta": p.eta if p.eta is not None else opts.eta_ancestral}
+    if "churn" in sampler.params:
+        return {"s_churn": p.s_churn if p.s_churn is not None else opts.s_churn,
+                "s_tmin": p.s_tmin if p.s_tmin is not None else opts.s_tmin,
+                "s_tmax": (p.s_tmax or opts.s_tmax) or float("inf"), "s_noise": s_noise}
+    return {}
+
+
+def sampler_infotext_params(p, sampler: sd_samplers.SamplerData) -> dict:
+    """Infotext keys for sampler parameters that differ from their neutral values (infotext.md §3)."""
+    params = sampler_parameters(p, sampler)
+    keys = {}
+    if "eta" in params and params["eta"] != 1.0:
+        keys["Eta"] = params["eta"]
+    if params.get("s_churn"):
+        keys["Sigma churn"] = params["s_churn"]
+    if params.get("s_tmin"):
+        keys["Sigma tmin"] = params["s_tmin"]
+    if params.get("s_tmax", float("inf")) != float("inf"):
+        keys["Sigma tmax"] = params["s_tmax"]
+    if params.get("s_noise", 1.0) != 1.0:
+        keys["Sigma noise"] = params["s_noise"]
+    ensd = shared.opts.eta_noise_seed_delta
+    if ensd and sampler.options.get("uses_ensd") and params.get("eta", 0) != 0:
+        keys["ENSD"] = ensd
+    return keys
 
 
 def _to_device(c, device):
@@ -315,7 +348,9 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     opts = shared.opts
     p.width, p.height = p.width - p.width % 8, p.height - p.height % 8
     p.sd_model = shared.model_holder.ensure_for_job()
-    p.sampler_name = sd_samplers.find_sampler(p.sampler_name).name
+    sampler = sd_samplers.find_sampler(p.sampler_name)
+    p.sampler_name = sampler.name
+    p.extra_generation_params.update(sampler_infotext_params(p, sampler))
     p.job_timestamp = state.job_timestamp if state.job else time.strftime("%Y%m%d%H%M%S")
     if p.tiling is None:
         p.tiling = opts.tiling

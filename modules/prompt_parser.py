@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import math
 import re
 from collections import namedtuple
 
 import lark
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # Scheduling grammar (§6.1)
@@ -100,21 +103,14 @@ def _extend(parts: list, item):
 # the grammar, so it makes the whole prompt unparseable.
 _re_schedule_special = re.compile(r"\\[^\n]|(\\)|[()\[\]|]")
 
+# Earley parsing costs roughly 0.05-0.3 ms per character of bracketed text; beyond this many
+# characters inside `[...]` a prompt is kept literal so that no input can stall a request.
+MAX_SCHEDULE_PARSE_CHARS = 20_000
 
-@functools.lru_cache(maxsize=4096)
-def _compile_schedule(prompt: str):
-    """Parse a prompt into parts (str / _Edit / _Alt), or None when it must stay literal.
 
-    Only the outermost `[...]` pairs are handed to the Earley parser; the rest is literal. This is
-    the same result as parsing the whole prompt (every construct is a balanced bracket pair, and a
-    `[` pair is read as editing/alternation or not independently of what surrounds it), but keeps
-    the parser's inputs short, which matters because Earley is superlinear on this grammar.
-    """
-    if "[" not in prompt:
-        # without `[` there is no editing or alternation; a `|` or bad `\` would make the parse fail,
-        # which also gives the prompt verbatim
-        return [prompt]
-
+def _outer_square_spans(prompt: str):
+    """(start, end) of every outermost matched `[...]` pair, or None when the grammar cannot parse
+    the prompt (lone backslash, or a `|` outside every `[...]`)."""
     opens: list[int] = []
     close_of: dict[int, int] = {}
     pipes: list[int] = []
@@ -128,24 +124,44 @@ def _compile_schedule(prompt: str):
             if opens and prompt[opens[-1]] == ("(" if c == ")" else "["):
                 close_of[opens.pop()] = m.start()
             else:
-                # this closer sits inside every still-open bracket, so none of them can be a pair
+                # this closer lies inside every bracket still open, so none of those can be a pair
                 opens.clear()
         elif c == "|":
             pipes.append(m.start())
 
     spans = []
-    last_end = -1
     for start in sorted(close_of):
-        if start > last_end and prompt[start] == "[":
-            last_end = close_of[start]
-            spans.append((start, last_end + 1))
+        if prompt[start] == "[" and (not spans or start >= spans[-1][1]):
+            spans.append((start, close_of[start] + 1))
 
-    # a `|` outside every `[...]` can never be consumed: the parse of the whole prompt fails
     span_starts = [s for s, _ in spans]
     for pos in pipes:
         k = bisect.bisect_right(span_starts, pos) - 1
         if k < 0 or pos >= spans[k][1]:
             return None
+    return spans
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_schedule(prompt: str):
+    """Parse a prompt into parts (str / _Edit / _Alt), or None when it must stay literal.
+
+    Only the outermost `[...]` pairs go through the Earley parser; the text between them is literal.
+    That gives the same result as parsing the whole prompt: every construct is a balanced bracket
+    pair, and whether a `[...]` pair is editing/alternation does not depend on what surrounds it.
+    It keeps the parser's inputs short, which matters because Earley is slow on this grammar.
+    """
+    if "[" not in prompt:
+        # no editing or alternation possible; if the parse failed (stray `|`, lone `\`) the result
+        # would be the prompt verbatim as well
+        return [prompt]
+
+    spans = _outer_square_spans(prompt)
+    if spans is None:
+        return None
+    if sum(end - start for start, end in spans) > MAX_SCHEDULE_PARSE_CHARS:
+        log.warning("prompt has more than %d characters in [...]; prompt editing ignored", MAX_SCHEDULE_PARSE_CHARS)
+        return None
 
     parts: list = []
     pos = 0

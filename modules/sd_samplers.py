@@ -11,11 +11,15 @@ class SamplerData:
     name: str
     function: str                      # name of the solver in modules.k_sampling
     aliases: list[str] = field(default_factory=list)
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)   # flags reported by GET /samplers
+    params: tuple[str, ...] = ()       # "eta" or "churn": which extra parameters the solver takes
 
 
+# generation.md §1.1 order
 all_samplers = [
-    SamplerData("Euler", "sample_euler", ["k_euler"], {}),
+    SamplerData("Euler a", "sample_euler_ancestral", ["k_euler_a", "k_euler_ancestral"],
+                {"uses_ensd": True}, params=("eta",)),
+    SamplerData("Euler", "sample_euler", ["k_euler"], {}, params=("churn",)),
 ]
 all_samplers_map = {s.name: s for s in all_samplers}
 samplers = all_samplers  # A1111 exposes both names

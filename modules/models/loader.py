@@ -127,7 +127,8 @@ def _read_pickle(path: Path) -> tuple[dict, dict[str, str]]:
             ) from error
         raise ModelLoadError(f"{path}: not a readable PyTorch weights file (corrupt, or unsupported content)") from error
     except Exception as error:  # torch.load raises many types (RuntimeError, KeyError, EOFError…) on bad data
-        raise ModelLoadError(f"{path}: corrupt or truncated file ({type(error).__name__}: {error})") from error
+        detail = str(error).split(". ")[0][:200]
+        raise ModelLoadError(f"{path}: corrupt or truncated file ({type(error).__name__}: {detail})") from error
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: holds a {type(data).__name__}, not a dictionary of tensors")
     metadata = {key: value for key, value in data.items() if isinstance(key, str) and isinstance(value, str)}

@@ -43,7 +43,7 @@ def create():
         with gr.Row():
             with gr.Column():
                 names = sd_samplers.visible_sampler_names()
-                sampler = gr.Dropdown(label="Sampling method", choices=names, value=names[0],
+                sampler = gr.Dropdown(label="Sampling method", choices=names, value="Euler",
                                       elem_id="txt2img_sampling")
                 steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
                 with gr.Row():

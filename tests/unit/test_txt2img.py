@@ -172,3 +172,16 @@ def test_no_model_message_names_the_folder(webui_session, monkeypatch):
     monkeypatch.setattr(sd_models, "checkpoints_list", {})
     with pytest.raises(sd_models.NoModelError, match="models/Stable-diffusion"):
         holder.ensure_for_job()
+
+
+def test_euler_a_with_eta_and_ensd_in_infotext(webui_session):
+    shared = webui_session
+    use(shared, "sd1")
+    a, _ = run(shared, sampler_name="k_euler_a", steps=3, seed=3, eta=0.5,
+               override_settings={"eta_noise_seed_delta": 31337})
+    assert "Sampler: Euler a, Schedule type: Automatic" in a.infotexts[0]
+    assert "ENSD: 31337" in a.infotexts[0] and "Eta: 0.5" in a.infotexts[0]
+    b, _ = run(shared, sampler_name="Euler a", steps=3, seed=3, eta=0.5)
+    assert not np.array_equal(pixels(a), pixels(b))  # ENSD reseeds the ancestral noise
+    c, _ = run(shared, sampler_name="Euler a", steps=3, seed=3, eta=0.5)
+    assert np.array_equal(pixels(b), pixels(c))

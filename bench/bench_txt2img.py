@@ -1,0 +1,101 @@
+"""Seconds per image, our txt2img vs a plain diffusers pipeline on the same tiny SD1 components,
+and the time from launching the server to the UI answering. Prints numbers; asserts nothing.
+
+    venv/bin/python bench/bench_txt2img.py [--steps 20] [--size 64] [--repeats 5]
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def best_of(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def launch_time(data_dir) -> float:
+    import requests
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "webui.py"), "--data-dir", data_dir,
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    return time.perf_counter() - start
+            except requests.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    import webui
+    from modules import cmd_args, processing, shared
+    from modules.tiny_models import write_tiny_checkpoint
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    data_dir = tempfile.mkdtemp(prefix="bench-")
+    folder = os.path.join(data_dir, "models", "Stable-diffusion")
+    os.makedirs(folder)
+    write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors"))
+    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
+    model = shared.job_queue.run(shared.model_holder.ensure_for_job)
+
+    def ours():
+        p = processing.StableDiffusionProcessingTxt2Img(
+            prompt="a lighthouse", negative_prompt="", steps=args.steps, width=args.size,
+            height=args.size, seed=1, sampler_name="Euler", do_not_save_samples=True)
+        shared.job_queue.run(lambda: processing.process_images(p))
+
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="linspace", num_train_timesteps=1000,
+                                       steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                   tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def plain():
+        pipe(prompt="a lighthouse", negative_prompt="", num_inference_steps=args.steps,
+             guidance_scale=7.0, width=args.size, height=args.size,
+             generator=torch.Generator("cpu").manual_seed(1))
+
+    ours_s = best_of(ours, args.repeats)
+    plain_s = best_of(plain, args.repeats)
+    print(f"tiny SD1, {args.size}x{args.size}, {args.steps} steps, Euler, batch 1, "
+          f"best of {args.repeats}, {torch.get_num_threads()} threads")
+    print(f"ours:      {ours_s:.4f} s/image")
+    print(f"diffusers: {plain_s:.4f} s/image")
+    print(f"ratio:     {ours_s / plain_s:.3f} (target <= 1.10)")
+    print(f"launch to UI answering: {launch_time(data_dir):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
