@@ -19,6 +19,8 @@ def initialize(args) -> None:
     shared.configure(args)
     shared.opts.load(shared.paths.settings_file)
     freeze_from_flags(shared.opts, args)
+    for folder in (shared.paths.checkpoints, shared.paths.vae, shared.paths.embeddings):
+        os.makedirs(folder, exist_ok=True)  # show new users where their files go
     shared.model_holder = sd_models.ModelHolder()
     sd_models.list_models()
     sd_vae.refresh_vae_list()
@@ -79,7 +81,8 @@ def main(argv=None) -> None:
     initialize(args)
     app = create_app(args)
     if not (args.ui_debug_mode or (args.nowebui and args.skip_load_model_at_start)):
-        shared.job_queue.submit(lambda: sd_models.load_at_start(shared.model_holder), name="load-model")
+        shared.model_holder.startup_job = shared.job_queue.submit(
+            lambda: sd_models.load_at_start(shared.model_holder), name="load-model")
     host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
     port = choose_port(args, host)
     if args.share:

@@ -29,17 +29,22 @@ prompt: _item*
 _item: emphasized | scheduled | alternate | PLAIN
 
 // Emphasis is only recognised so that brackets nested in it are handled; it is rendered verbatim.
-!emphasized: "(" prompt ")"
-           | "(" prompt ":" prompt ")"
+!emphasized: "(" prompt _round_end
            | "[" prompt "]"
+!_round_end: ")" | ":" prompt ")"
 
-// The priority makes a bracket pair that can be editing/alternation win over reading it as strays.
-scheduled.2: "[" [prompt ":"] prompt ":" [WS] NUMBER [WS] "]"
-alternate.2: "[" prompt ("|" [prompt])+ "]"
+// [to:when] or [from:to:when]. The priority makes a bracket pair that can be editing/alternation
+// win over reading its characters as strays.
+scheduled.2: "[" _edit_texts _ows NUMBER _ows "]"
+_edit_texts: prompt ":" | prompt ":" prompt ":"
+alternate.2: "[" prompt _options "]"
+_options: ("|" prompt)+
 
+// (helper rules instead of `[..]`/`?` keep the number of Earley items, and so the time, down)
+_ows: _WS?
 STRAY: /[\[\]():]/
 PLAIN: /(?:[^\\\[\]():|]|\\.)+/
-WS: /\s+/
+_WS: /\s+/
 %import common.SIGNED_NUMBER -> NUMBER
 """
 
@@ -76,11 +81,12 @@ class _ToParts(lark.visitors.Transformer_NonRecursive):
         return parts
 
     def scheduled(self, children):
-        before, after, _, number, _ = children
+        *texts, number = children
+        before, after = (None, texts[0]) if len(texts) == 1 else texts
         return _Edit(before, after, str(number))
 
     def alternate(self, children):
-        return _Alt([[] if option is None else option for option in children])
+        return _Alt(children)
 
 
 def _extend(parts: list, item):
@@ -102,6 +108,10 @@ def _extend(parts: list, item):
 # Escape pairs are skipped; a lone backslash (at the end or before a newline) matches no terminal of
 # the grammar, so it makes the whole prompt unparseable.
 _re_schedule_special = re.compile(r"\\[^\n]|(\\)|[()\[\]|]")
+
+# editing needs `:` before a number, alternation needs `|`; a `[...]` with neither is plain text
+_re_maybe_schedule = re.compile(r"\||:\s*[-+.0-9]")
+
 
 # Earley parsing costs roughly 0.05-0.3 ms per character of bracketed text; beyond this many
 # characters inside `[...]` a prompt is kept literal so that no input can stall a request.
@@ -159,22 +169,36 @@ def _compile_schedule(prompt: str):
     spans = _outer_square_spans(prompt)
     if spans is None:
         return None
-    if sum(end - start for start, end in spans) > MAX_SCHEDULE_PARSE_CHARS:
-        log.warning("prompt has more than %d characters in [...]; prompt editing ignored", MAX_SCHEDULE_PARSE_CHARS)
+    to_parse = sum(end - start for start, end in spans if _re_maybe_schedule.search(prompt, start, end))
+    if to_parse > MAX_SCHEDULE_PARSE_CHARS:
+        log.warning("prompt has %d characters of [...] to parse, more than %d: kept literal",
+                    to_parse, MAX_SCHEDULE_PARSE_CHARS)
         return None
 
     parts: list = []
     pos = 0
     for start, end in spans:
-        try:
-            tree = schedule_parser.parse(prompt[start:end])
-        except lark.exceptions.LarkError:
+        span_parts = _parse_span(prompt[start:end])
+        if span_parts is None:
             return None
         _extend(parts, prompt[pos:start])
-        _extend(parts, _ToParts().transform(tree))
+        _extend(parts, span_parts)
         pos = end
     _extend(parts, prompt[pos:])
     return parts
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_span(span: str):
+    """Parts of one outermost `[...]` pair, or None if the grammar rejects it. Cached on its own:
+    while a prompt is being edited, most of its bracketed pieces stay the same."""
+    if not _re_maybe_schedule.search(span):
+        return [span]
+    try:
+        tree = schedule_parser.parse(span)
+    except lark.exceptions.LarkError:
+        return None
+    return _ToParts().transform(tree)
 
 
 def _walk_nodes(parts):
@@ -236,8 +260,11 @@ def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=N
             v = (value - frac_offset) * steps
         else:
             v = value - int_offset
-        # clamp before truncating so huge numbers (1e999 -> inf) cannot overflow int()
-        return math.trunc(min(max(v, -1.0), steps))
+        # clamp before truncating: 1e999 gives inf (int() would raise), inf * 0 steps gives nan;
+        # anything <= 0 behaves the same ("TO throughout")
+        if not v >= -1.0:
+            v = -1.0
+        return math.trunc(min(v, steps))
 
     def schedule_for(prompt):
         parts = _compile_schedule(prompt)
@@ -247,14 +274,14 @@ def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=N
         whens = {}
         for node in _walk_nodes(parts):
             if isinstance(node, _Alt):
-                ends.update(range(1, steps + 1))
+                if len(ends) < steps:
+                    ends.update(range(1, steps + 1))
             else:
                 when = whens.get(node.number)
                 if when is None:
                     when = whens[node.number] = when_of(node.number)
                 if when >= 1:
                     ends.add(when)
-        result = []
         return [[end, _render(parts, end, whens)] for end in sorted(ends)]
 
     cache = {}

@@ -231,6 +231,7 @@ class ModelHolder:
 
     def __init__(self):
         self.sd_model: SdModel | None = None
+        self.startup_job = None  # the queue job that loads the first model, if any
 
     def require(self) -> SdModel:
         if self.sd_model is None:

@@ -1,4 +1,6 @@
 """The bar above the tabs: the checkpoint selector (setting sd_model_checkpoint)."""
+import concurrent.futures
+
 import gradio as gr
 
 from modules import sd_models, sd_vae, shared
@@ -35,7 +37,10 @@ def refresh():
 
 
 def current():
-    """Page load: the model may have finished loading (or changed) since the UI was built."""
+    """Page load: show the checkpoint that is (or is being) loaded, even if the page was built first."""
+    startup = shared.model_holder.startup_job
+    if startup is not None:
+        concurrent.futures.wait([startup.future])  # its failure was already reported in the log
     choices = _choices()
     return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), \
         "" if choices else sd_models.no_model_message()

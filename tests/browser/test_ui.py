@@ -3,25 +3,44 @@ import re
 import shutil
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import ServerProcess
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
+def browser():
     executable = shutil.which("chromium")
     assert executable, "Debian's chromium is needed for the browser tests (apt-get install chromium)"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server.url + "/")
-        yield page
+        yield browser
         browser.close()
 
 
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def empty_server(tmp_path_factory):
+    proc = ServerProcess(tmp_path_factory.mktemp("empty"), "--api")
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
 def test_generate_shows_image_in_gallery(page, server):
+    page.goto(server.url + "/")
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
     page.locator("#txt2img_prompt textarea").fill("a lighthouse at dusk")
     page.locator("#txt2img_steps input[type=number]").fill("3")
     page.locator("#txt2img_width input[type=number]").fill("64")
@@ -33,6 +52,15 @@ def test_generate_shows_image_in_gallery(page, server):
     expect(info).to_have_value(re.compile(r"^a lighthouse at dusk\nSteps: 3, Sampler: Euler, "), timeout=10_000)
     # the served file is a PNG that still carries the infotext
     src = image.get_attribute("src")
-    response = page.request.get(src if src.startswith("http") else server.url + src)
-    assert response.body()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert b"parameters" in response.body()
+    body = page.request.get(src if src.startswith("http") else server.url + src).body()
+    assert body[:8] == b"\x89PNG\r\n\x1a\n" and b"parameters" in body
+
+
+def test_without_a_model_the_ui_says_where_to_put_one(page, empty_server):
+    page.goto(empty_server.url + "/")
+    expect(page.locator("#model_notice")).to_contain_text("models/Stable-diffusion", timeout=30_000)
+    page.locator("#txt2img_prompt textarea").fill("anything")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#txt2img_html_log")).to_contain_text("No checkpoint is loaded", timeout=30_000)
+    response = requests.post(empty_server.url + "/sdapi/v1/txt2img", json={"prompt": "x"}, timeout=30)
+    assert response.status_code == 503 and "models/Stable-diffusion" in response.json()["detail"]
