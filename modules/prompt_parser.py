@@ -272,16 +272,16 @@ def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=N
             return [[steps, prompt]]
         ends = {steps}
         whens = {}
+        has_alternation = False
         for node in _walk_nodes(parts):
             if isinstance(node, _Alt):
-                if len(ends) < steps:
-                    ends.update(range(1, steps + 1))
-            else:
-                when = whens.get(node.number)
-                if when is None:
-                    when = whens[node.number] = when_of(node.number)
+                has_alternation = True
+            elif node.number not in whens:
+                whens[node.number] = when = when_of(node.number)
                 if when >= 1:
                     ends.add(when)
+        if has_alternation:
+            ends.update(range(1, steps + 1))
         return [[end, _render(parts, end, whens)] for end in sorted(ends)]
 
     cache = {}
@@ -333,28 +333,27 @@ def parse_prompt_attention(text):
             res.append([piece, 1.0, False])
 
     for m in re_attention.finditer(text):
-        kind = m.lastgroup
+        token, kind = m.group(0), m.lastgroup
         if kind == "escaped":
             res.append([m.group("escaped"), 1.0, False])
-        elif m.group(0) == "\\":
-            continue
+        elif token == "\\":
+            continue  # lone backslash at the end of the text: dropped
         elif kind == "open":
-            (round_open if m.group(0) == "(" else square_open).append(len(res))
+            (round_open if token == "(" else square_open).append(len(res))
         elif kind == "weight" and round_open:
             try:
                 weight = float(m.group("weight"))
             except ValueError:
                 # e.g. `(a:1.2.3)`: A1111 fails; we keep the text and close the group normally
-                res.append([m.group(0)[:-1], 1.0, False])
-                multiply_from(round_open.pop(), _ROUND_MULTIPLIER)
-            else:
-                multiply_from(round_open.pop(), weight)
-        elif kind == "close" and m.group(0) == ")" and round_open:
+                res.append([token[:-1], 1.0, False])
+                weight = _ROUND_MULTIPLIER
+            multiply_from(round_open.pop(), weight)
+        elif token == ")" and round_open:
             multiply_from(round_open.pop(), _ROUND_MULTIPLIER)
-        elif kind == "close" and m.group(0) == "]" and square_open:
+        elif token == "]" and square_open:
             multiply_from(square_open.pop(), _SQUARE_MULTIPLIER)
         else:
-            add_text(m.group(0))
+            add_text(token)  # text, `:`, or a closer/weight with no open group to close
 
     for start in round_open:
         multiply_from(start, _ROUND_MULTIPLIER)
@@ -437,7 +436,8 @@ class MulticondLearnedConditioning:
 
 
 class DictWithShape(dict):
-    """Dict of conditioning tensors (SDXL: crossattn, vector) that also answers `.shape`."""
+    """Dict of conditioning tensors (SDXL: crossattn, vector) that also answers `.shape`, which
+    samplers read from a plain tensor cond."""
 
     def __init__(self, x, shape=None):
         super().__init__(x)
@@ -447,7 +447,9 @@ class DictWithShape(dict):
     def shape(self):
         if "crossattn" in self:
             return self["crossattn"].shape
-        return self._shape
+        if self._shape is not None:
+            return self._shape
+        return next(iter(self.values())).shape
 
 
 def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
@@ -497,7 +499,7 @@ def _active_index(schedule, current_step) -> int:
 def stack_conds(tensors):
     """Stack conds of possibly different token counts: shorter ones are padded by repeating their
     last token vector (prompts of different lengths past 75 tokens give different shapes)."""
-    import torch
+    import torch  # imported here: parsing alone (token counter, infotext) should not load torch
 
     token_count = max(t.shape[0] for t in tensors)
     padded = []
@@ -512,9 +514,8 @@ def stack_conds(tensors):
 def _stack_any(conds):
     first = conds[0]
     if isinstance(first, dict):
-        stacked = {k: stack_conds([c[k] for c in conds]).to(device=v.device, dtype=v.dtype)
-                   for k, v in first.items()}
-        return DictWithShape(stacked, (len(conds),) + tuple(first[next(iter(first))].shape))
+        return DictWithShape({k: stack_conds([c[k] for c in conds]).to(device=v.device, dtype=v.dtype)
+                              for k, v in first.items()})
     return stack_conds(conds).to(device=first.device, dtype=first.dtype)
 
 

@@ -17,6 +17,6 @@ def run_with_progress(fn, name: str, progress: gr.Progress | None = None, task_i
                     if job.task_id in shared.job_queue.pending_tasks() else 0
                 progress(0, desc=f"Waiting in queue ({position} ahead)")
             elif state.sampling_steps:
-                progress((state.sampling_step, state.sampling_steps), desc=f"{state.job}: step", unit="steps")
+                progress((state.sampling_step, state.sampling_steps), desc=state.job, unit="steps")
         time.sleep(0.1)
     return job.future.result()

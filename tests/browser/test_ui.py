@@ -64,3 +64,16 @@ def test_without_a_model_the_ui_says_where_to_put_one(page, empty_server):
     expect(page.locator("#txt2img_html_log")).to_contain_text("No checkpoint is loaded", timeout=30_000)
     response = requests.post(empty_server.url + "/sdapi/v1/txt2img", json={"prompt": "x"}, timeout=30)
     assert response.status_code == 503 and "models/Stable-diffusion" in response.json()["detail"]
+
+
+def test_progress_and_interrupt_button(page, server):
+    page.goto(server.url + "/")
+    page.locator("#txt2img_prompt textarea").fill("a slow one")
+    page.locator("#txt2img_steps input[type=number]").fill("150")
+    page.locator("#txt2img_width input[type=number]").fill("256")
+    page.locator("#txt2img_height input[type=number]").fill("256")
+    page.locator("#txt2img_generate").click()
+    # Gradio's progress bar shows "i/150 steps" while sampling
+    expect(page.get_by_text(re.compile(r"\d+/150 steps")).first).to_be_visible(timeout=30_000)
+    page.locator("#txt2img_interrupt").click()
+    expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=30_000)

@@ -264,8 +264,13 @@ def test_long_realistic_prompt_is_fast():
 
 def test_oversized_bracket_text_stays_literal(monkeypatch):
     monkeypatch.setattr(pp, "MAX_SCHEDULE_PARSE_CHARS", 10)
-    assert schedule("[abcdef:ghijkl:2]", 4) == [[4, "[abcdef:ghijkl:2]"]]
-    assert schedule("[a:b:2]", 4) == [[2, "a"], [4, "b"]]
+    pp._compile_schedule.cache_clear()
+    try:
+        assert schedule("[abcdef:ghijkl:2]", 4) == [[4, "[abcdef:ghijkl:2]"]]
+        assert schedule("[a:b:2]", 4) == [[2, "a"], [4, "b"]]
+        assert schedule("[no editing in this long text]", 4) == [[4, "[no editing in this long text]"]]
+    finally:
+        pp._compile_schedule.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------------
