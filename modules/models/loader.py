@@ -37,6 +37,7 @@ from modules.models import ldm_convert
 from modules.models.clip_tokenizer import PAD_CLIP_L, PAD_OPEN_CLIP, VOCAB_SIZE, load_clip_tokenizer
 from modules.models.detection import detect_family, detect_prediction_type, normalize_prediction
 from modules.models.errors import ModelLoadError
+from modules.noise_schedule import scaled_linear_alphas_cumprod
 
 __all__ = [
     "ARCHITECTURE_METADATA_KEY",
@@ -85,10 +86,12 @@ class LoadedModel:
     is_inpainting: bool
 
 
-def scaled_linear_alphas_cumprod() -> torch.Tensor:
-    """ᾱ of the scaled-linear schedule (generation.md §0.1): float64 maths, stored as float32."""
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+def _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenizers, scaling) -> LoadedModel:
+    return LoadedModel(
+        path=source, family=family, prediction_type=prediction, unet=unet, vae=vae,
+        text_encoders=text_encoders, tokenizers=tokenizers,
+        alphas_cumprod=scaled_linear_alphas_cumprod(), vae_scaling_factor=float(scaling),
+        is_sdxl=family in ("sdxl", "sdxl-refiner"), is_inpainting=family == "sd1-inpaint")
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -387,19 +390,8 @@ def load_checkpoint(path, prediction_override=None, dtype=torch.float32, device=
         tokenizers.append(load_clip_tokenizer(pad))
     del state
 
-    return LoadedModel(
-        path=source,
-        family=family,
-        prediction_type=prediction,
-        unet=unet,
-        vae=vae,
-        text_encoders=text_encoders,
-        tokenizers=tokenizers,
-        alphas_cumprod=scaled_linear_alphas_cumprod(),
-        vae_scaling_factor=float(vae_config["scaling_factor"]),
-        is_sdxl=family in ("sdxl", "sdxl-refiner"),
-        is_inpainting=family == "sd1-inpaint",
-    )
+    return _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenizers,
+                         vae_config["scaling_factor"])
 
 
 # ----------------------------------------------------------------------------------- diffusers dir
@@ -511,19 +503,8 @@ def load_diffusers_folder(path, prediction_override=None, dtype=torch.float32, d
     else:
         prediction = detect_prediction_type(folder, family)
 
-    return LoadedModel(
-        path=source,
-        family=family,
-        prediction_type=prediction,
-        unet=unet,
-        vae=vae,
-        text_encoders=text_encoders,
-        tokenizers=tokenizers,
-        alphas_cumprod=scaled_linear_alphas_cumprod(),
-        vae_scaling_factor=float(vae.config.scaling_factor),
-        is_sdxl=family in ("sdxl", "sdxl-refiner"),
-        is_inpainting=family == "sd1-inpaint",
-    )
+    return _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenizers,
+                         vae.config.scaling_factor)
 
 
 # ------------------------------------------------------------------------------------ VAE files
