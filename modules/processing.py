@@ -3,6 +3,7 @@
 `process_images(p)` runs one whole job; it must be called on the job queue's worker (the UI and the
 API submit it there). Settings overridden by `p.override_settings` apply to this job only.
 """
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -12,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import conditioning, images, infotext_utils, k_sampling, rng, sd_samplers, sd_vae, shared
+from modules import conditioning, devices, images, infotext_utils, k_sampling, rng, sd_samplers, sd_vae, shared
 from modules.denoiser import CFGDenoiser, Guidance
 from modules.noise_schedule import DiscreteSchedule
 from modules.state import Interrupted
 
-LATENT_CHANNELS = 4
-OPT_C, OPT_F = 4, 8  # latent channels and VAE down-scaling factor, A1111's names
+opt_C = 4  # latent channels (A1111's name)
+opt_f = 8  # VAE down-scaling factor (A1111's name)
 
 
 class GenerationError(RuntimeError):
@@ -235,8 +236,8 @@ def _inpainting_image_cond(model, batch: int, height: int, width: int) -> torch.
     """txt2img on an inpainting UNet: everything is 'masked' (mask 1) over a neutral grey image."""
     device = model.device_config.device
     vae = model.vae
-    grey = torch.zeros(1, 3, height, width, device=device, dtype=next(vae.parameters()).dtype)
-    with torch.no_grad():
+    with torch.no_grad(), devices.on_device(vae, model.device_config):
+        grey = torch.zeros(1, 3, height, width, device=device, dtype=next(vae.parameters()).dtype)
         latent = vae.encode(grey).latent_dist.mode().float() * model.vae_scaling_factor
     mask = torch.ones(1, 1, latent.shape[2], latent.shape[3], device=device)
     return torch.cat([mask, latent], dim=1).expand(batch, -1, -1, -1)
@@ -246,8 +247,9 @@ def _inpainting_image_cond(model, batch: int, height: int, width: int) -> torch.
 def decode_latents(model, latents: torch.Tensor) -> torch.Tensor:
     """Latents -> images in [0, 1], [B, 3, H, W] float32."""
     vae = model.vae
-    dtype = next(vae.parameters()).dtype
-    decoded = vae.decode((latents / model.vae_scaling_factor).to(dtype), return_dict=False)[0].float()
+    with devices.on_device(vae, model.device_config):
+        dtype = next(vae.parameters()).dtype
+        decoded = vae.decode((latents / model.vae_scaling_factor).to(dtype), return_dict=False)[0].float()
     if model.device_config.nan_check and torch.isnan(decoded).any():
         raise GenerationError("The VAE produced NaN values (a black image). Try --no-half-vae, "
                               "or select another VAE in the settings.")
@@ -265,12 +267,15 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
     opts = shared.opts
     device = model.device_config.device
     sampler = sd_samplers.find_sampler(p.sampler_name)
-    cond = conditioning.encode(model, prompts)
-    uncond = conditioning.encode(model, negatives, is_negative=True)
+    with contextlib.ExitStack() as stack:  # --medvram: text encoders on the device only meanwhile
+        for encoder in model.text_encoders:
+            stack.enter_context(devices.on_device(encoder, model.device_config))
+        cond = conditioning.encode(model, prompts)
+        uncond = conditioning.encode(model, negatives, is_negative=True)
     schedule = DiscreteSchedule(model.alphas_cumprod)
     sigmas = schedule.get_sigmas(p.steps).to(device)
 
-    latent_shape = (LATENT_CHANNELS, p.height // OPT_F, p.width // OPT_F)
+    latent_shape = (opt_C, p.height // opt_f, p.width // opt_f)
     noise = rng.ImageRNG(latent_shape, seeds, subseeds, p.subseed_strength,
                          p.seed_resize_from_h, p.seed_resize_from_w,
                          source=opts.randn_source, device=device,
@@ -291,9 +296,10 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
         state.current_latent = info["denoised"]
 
     solver = getattr(k_sampling, sampler.function)
-    return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler,
-                  disable=shared.cmd_opts.disable_console_progressbars or None,
-                  **sampler_parameters(p, sampler))
+    with devices.on_device(model.unet, model.device_config):
+        return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler,
+                      disable=shared.cmd_opts.disable_console_progressbars or None,
+                      **sampler_parameters(p, sampler))
 
 
 def sampler_parameters(p, sampler: sd_samplers.SamplerData) -> dict:

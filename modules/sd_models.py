@@ -7,8 +7,6 @@ import json
 import os
 import threading
 
-import torch
-
 from modules import devices, hashes, shared
 from modules.models.loader import ModelLoadError, load_checkpoint, load_diffusers_folder
 
@@ -205,7 +203,6 @@ class SdModel:
         self.device_config = device_config
         self.base_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in self.vae.state_dict().items()}
         self.loaded_vae_file: str | None = None
-        self.cond_cache = None  # owned by modules.conditioning
 
     def get_learned_conditioning(self, texts: list[str]):
         from modules import conditioning
@@ -297,7 +294,3 @@ def load_at_start(holder: ModelHolder) -> None:
         print(f"Could not load checkpoint: {e}")
         return
     shared.opts.set("sd_model_checkpoint", model.sd_checkpoint_info.title, run_callbacks=False)
-
-
-def model_dtype(model: SdModel) -> torch.dtype:
-    return next(model.unet.parameters()).dtype
