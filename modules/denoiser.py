@@ -1,26 +1,32 @@
 """The model as a denoiser D(x, σ) with classifier-free guidance, for the k-diffusion solvers.
 
 generation.md §0.3: ε models give `x − σ·ε(c_in·x, t(σ))`, v models `c_skip·x + c_out·v(...)`.
-Conditional and unconditional passes go through the UNet as one batch.
+Each evaluation picks the active conditioning of every prompt schedule (prompt-syntax.md §7) and
+combines `AND` sub-prompts with their weights (§13):
+`D̂ᵢ = D(xᵢ; uncondᵢ) + Σⱼ wᵢⱼ · s · (D(xᵢ; condᵢⱼ) − D(xᵢ; uncondᵢ))`.
 """
 from dataclasses import dataclass
 
 import torch
 
+from modules import prompt_parser
 from modules.noise_schedule import DiscreteSchedule
 
 
 @dataclass
 class Guidance:
-    cond: object                # tensor [B, T, D] or SDXL dict {"crossattn", "vector"}
-    uncond: object
+    cond: prompt_parser.MulticondLearnedConditioning   # positive prompts, AND sub-prompts, schedules
+    uncond: list                                       # negative prompts' schedules
     cfg_scale: float
     time_ids: torch.Tensor | None = None       # SDXL size/crop conditioning, [B, 6]
     image_cond: torch.Tensor | None = None     # inpainting UNets: [B, 5, h, w] mask + masked latent
 
 
-def _crossattn(c):
-    return c["crossattn"] if isinstance(c, dict) else c
+def _split(c):
+    """(cross-attention tensor, pooled vector or None) of a cond batch."""
+    if isinstance(c, dict):
+        return c["crossattn"], c.get("vector")
+    return c, None
 
 
 class CFGDenoiser:
@@ -31,6 +37,7 @@ class CFGDenoiser:
         self.parameterization = parameterization
         self.guidance = guidance
         self.step_callback = step_callback  # called before each model evaluation (interrupts)
+        self.step = 0  # the schedule counter: one per evaluation (prompt-syntax.md §7)
         self.dtype = next(unet.parameters()).dtype
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond):
@@ -56,17 +63,34 @@ class CFGDenoiser:
         if self.step_callback is not None:
             self.step_callback()
         g = self.guidance
-        cond, uncond = _crossattn(g.cond), _crossattn(g.uncond)
-        vectors = (g.cond["vector"], g.uncond["vector"]) if isinstance(g.cond, dict) else (None, None)
-        if cond.shape[1] == uncond.shape[1]:
-            # one UNet call for both halves
-            double = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
-            vector = None if vectors[0] is None else torch.cat(vectors)
-            denoised = self._denoise(double(x), double(sigma), torch.cat([cond, uncond]), vector,
-                                     double(g.time_ids), double(g.image_cond))
-            d_cond, d_uncond = denoised.chunk(2)
+        conds_list, cond = prompt_parser.reconstruct_multicond_batch(g.cond, self.step)
+        uncond = prompt_parser.reconstruct_cond_batch(g.uncond, self.step)
+        self.step += 1
+
+        # one row per sub-prompt of each image, then one unconditional row per image
+        rows = [i for i, conds in enumerate(conds_list) for _ in conds]
+
+        def per_row(t):
+            return None if t is None else t[rows]
+
+        cond_ctx, cond_vec = _split(cond)
+        uncond_ctx, uncond_vec = _split(uncond)
+        if cond_ctx.shape[1] == uncond_ctx.shape[1]:
+            def both(a, b):
+                return None if a is None else torch.cat([a, b])
+            denoised = self._denoise(
+                both(x[rows], x), both(sigma[rows], sigma), both(cond_ctx, uncond_ctx),
+                both(cond_vec, uncond_vec), both(per_row(g.time_ids), g.time_ids),
+                both(per_row(g.image_cond), g.image_cond))
+            d_cond, d_uncond = denoised[:len(rows)], denoised[len(rows):]
         else:
-            # different token lengths (prompt and negative in different chunk counts): two calls
-            d_cond = self._denoise(x, sigma, cond, vectors[0], g.time_ids, g.image_cond)
-            d_uncond = self._denoise(x, sigma, uncond, vectors[1], g.time_ids, g.image_cond)
-        return d_uncond + (d_cond - d_uncond) * g.cfg_scale
+            # prompt and negative in different chunk counts: two UNet calls, as A1111 does
+            d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
+                                   per_row(g.image_cond))
+            d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, g.time_ids, g.image_cond)
+
+        result = d_uncond.clone()
+        for i, conds in enumerate(conds_list):
+            for row, weight in conds:
+                result[i] += (d_cond[row] - d_uncond[i]) * (weight * g.cfg_scale)
+        return result

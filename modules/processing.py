@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import conditioning, devices, images, infotext_utils, k_sampling, rng, sd_samplers, sd_vae, shared
+from modules import (conditioning, devices, extra_networks, images, infotext_utils, k_sampling,
+                     prompt_parser, rng, sd_samplers, sd_vae, shared)
 from modules.denoiser import CFGDenoiser, Guidance
 from modules.noise_schedule import DiscreteSchedule
 from modules.state import Interrupted
@@ -79,6 +80,10 @@ class StableDiffusionProcessing:
 
     is_txt2img = False
     outdir_setting = "outdir_txt2img_samples"
+
+    def comment(self, text: str) -> None:
+        """A note for the user about this job (shown under the result, API info.comments)."""
+        self.comments[text] = 1
 
     @property
     def sd_model_name(self):
@@ -261,17 +266,70 @@ def to_pil(samples: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arrays]
 
 
+def strip_comments(text: str) -> str:
+    """prompt-syntax.md §3: a line starting with # goes, else everything from # to the line end."""
+    return "\n".join("" if line.startswith("#") else line.split("#", 1)[0] for line in text.split("\n"))
+
+
+class _JobEncoder:
+    """What prompt_parser calls to encode texts: our encoder, collecting the embeddings used."""
+
+    def __init__(self, model, used_embeddings: dict):
+        self.model = model
+        self.used_embeddings = used_embeddings
+
+    def get_learned_conditioning(self, texts):
+        return conditioning.encode(self.model, list(texts),
+                                   is_negative=getattr(texts, "is_negative_prompt", False),
+                                   used_embeddings=self.used_embeddings)
+
+
+def schedule_steps(p, sampler: sd_samplers.SamplerData) -> int:
+    """Steps the prompt schedules are built for: doubled for second-order samplers (§7)."""
+    return p.steps * 2 if getattr(sampler, "second_order", False) else p.steps
+
+
+def _cond_cache_key(p, prompts, steps, is_negative: bool) -> tuple:
+    opts = shared.opts
+    db = getattr(p.sd_model, "embedding_db", None)
+    # which embeddings exist (and which files they came from) changes what a prompt encodes to
+    embeddings = tuple((name, e.hash) for name, e in db.word_embeddings.items()) if db else ()
+    return (is_negative, tuple(prompts), steps, opts.CLIP_stop_at_last_layers, opts.emphasis,
+            opts.comma_padding_backtrack, opts.sdxl_clip_l_skip, embeddings, p.width, p.height)
+
+
+def get_conds(p, model, prompts, negatives, steps):
+    """(multicond for the prompts, schedules for the negatives), reusing the last job's conds
+    when nothing that shapes them changed (setting persistent_cond_cache)."""
+    used = {}
+    encoder = _JobEncoder(model, used)
+    cache = model.cond_cache if shared.opts.persistent_cond_cache else {}
+    key_c = _cond_cache_key(p, prompts, steps, False)
+    key_uc = _cond_cache_key(p, negatives, steps, True)
+    with contextlib.ExitStack() as stack:  # --medvram: text encoders on the device only meanwhile
+        if key_c not in cache or key_uc not in cache:
+            for encoder_module in model.text_encoders:
+                stack.enter_context(devices.on_device(encoder_module, model.device_config))
+        if key_c not in cache:
+            cache[key_c] = (prompt_parser.get_multicond_learned_conditioning(encoder, prompts, steps), used.copy())
+        if key_uc not in cache:
+            negative = prompt_parser.SdConditioning(negatives, is_negative_prompt=True)
+            cache[key_uc] = (prompt_parser.get_learned_conditioning(encoder, negative, steps), dict(used))
+    for key in list(cache):  # A1111 keeps only the last conds
+        if key not in (key_c, key_uc):
+            del cache[key]
+    (cond, used_c), (uncond, used_uc) = cache[key_c], cache[key_uc]
+    return cond, uncond, {**used_c, **used_uc}
+
+
 def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor:
     """Run the sampler for one batch; returns the final latents."""
     state = shared.state
     opts = shared.opts
     device = model.device_config.device
     sampler = sd_samplers.find_sampler(p.sampler_name)
-    with contextlib.ExitStack() as stack:  # --medvram: text encoders on the device only meanwhile
-        for encoder in model.text_encoders:
-            stack.enter_context(devices.on_device(encoder, model.device_config))
-        cond = conditioning.encode(model, prompts)
-        uncond = conditioning.encode(model, negatives, is_negative=True)
+    cond, uncond, used_embeddings = get_conds(p, model, prompts, negatives, schedule_steps(p, sampler))
+    _record_embeddings(p, used_embeddings)
     schedule = DiscreteSchedule(model.alphas_cumprod)
     sigmas = schedule.get_sigmas(p.steps).to(device)
 
@@ -283,7 +341,7 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
     x = noise.first().to(device) * sigmas[0]
 
     guidance = Guidance(
-        cond=_to_device(cond, device), uncond=_to_device(uncond, device), cfg_scale=p.cfg_scale,
+        cond=cond, uncond=uncond, cfg_scale=p.cfg_scale,
         time_ids=_time_ids(p, len(prompts)).to(device) if model.is_sdxl else None,
         image_cond=(_inpainting_image_cond(model, len(prompts), p.height, p.width)
                     if model.is_inpainting else None))
@@ -300,6 +358,19 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
         return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler,
                       disable=shared.cmd_opts.disable_console_progressbars or None,
                       **sampler_parameters(p, sampler))
+
+
+def _record_embeddings(p, used: dict) -> None:
+    """Infotext `TI hashes`: "name: hash12, ..." of the embeddings the prompts used."""
+    if not used or not shared.opts.textual_inversion_add_hashes_to_infotext:
+        return
+    known = dict(item.split(": ", 1) for item in p.extra_generation_params.get("TI hashes", "").split(", ") if item)
+    for name, embedding in used.items():
+        shorthash = getattr(embedding, "shorthash", None)
+        if shorthash:
+            known[name.replace(":", "").replace(",", "")] = shorthash
+    if known:
+        p.extra_generation_params["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
 
 
 def sampler_parameters(p, sampler: sd_samplers.SamplerData) -> dict:
@@ -335,12 +406,6 @@ def sampler_infotext_params(p, sampler: sd_samplers.SamplerData) -> dict:
     return keys
 
 
-def _to_device(c, device):
-    if isinstance(c, dict):
-        return {k: v.to(device) for k, v in c.items()}
-    return c.to(device)
-
-
 def process_images(p: StableDiffusionProcessing) -> Processed:
     """Run a whole job: settings overrides for this job only, then every batch."""
     overrides = {k: v for k, v in (p.override_settings or {}).items()}
@@ -367,8 +432,11 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     seed = rng.get_fixed_seed(p.seed)
     subseed = rng.get_fixed_seed(p.subseed)
     p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
-    p.all_prompts = [p.prompt] * count
-    p.all_negative_prompts = [p.negative_prompt] * count
+    prompt, negative = p.prompt, p.negative_prompt
+    if opts.enable_prompt_comments:
+        prompt, negative = strip_comments(prompt), strip_comments(negative)
+    p.all_prompts = [prompt] * count
+    p.all_negative_prompts = [negative] * count
     p.seed, p.subseed = seed, subseed
 
     output_images, infotexts = [], []
@@ -381,8 +449,12 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
             break
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+        prompts, network_data = extra_networks.parse_prompts(p.all_prompts[batch])
+        negatives, _ = extra_networks.parse_prompts(p.all_negative_prompts[batch])
+        if not p.disable_extra_networks:
+            extra_networks.activate(p, network_data)
         try:
-            latents = _sample_batch(p, p.sd_model, p.all_prompts[batch], p.all_negative_prompts[batch],
+            latents = _sample_batch(p, p.sd_model, prompts, negatives,
                                     p.all_seeds[batch], p.all_subseeds[batch])
         except Interrupted:
             if state.interrupted:
@@ -411,4 +483,5 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
         info=infotexts[0] if infotexts else "", all_prompts=p.all_prompts,
         all_negative_prompts=p.all_negative_prompts, all_seeds=p.all_seeds,
         all_subseeds=p.all_subseeds, infotexts=infotexts, interrupted=interrupted,
-        comments="Interrupted: only finished images are returned" if interrupted else "")
+        comments="\n".join(list(p.comments) + (["Interrupted: only finished images are returned"]
+                                                 if interrupted else [])))

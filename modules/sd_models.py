@@ -203,10 +203,13 @@ class SdModel:
         self.device_config = device_config
         self.base_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in self.vae.state_dict().items()}
         self.loaded_vae_file: str | None = None
+        self.cond_cache: dict = {}  # the last job's conds (modules.processing.get_conds)
+        self.embedding_db = None     # set by refresh_embeddings
 
     def get_learned_conditioning(self, texts: list[str]):
+        """A1111's model method: texts (an SdConditioning may mark a negative prompt) -> conds."""
         from modules import conditioning
-        return conditioning.encode(self, texts)
+        return conditioning.encode(self, list(texts), is_negative=getattr(texts, "is_negative_prompt", False))
 
 
 def _load(info: CheckpointInfo) -> SdModel:
@@ -267,7 +270,15 @@ class ModelHolder:
                 raise NoModelError(no_model_message())
             model = self.switch_to(first)
         sd_vae.apply_vae_for(model)  # the job's sd_vae setting may differ from the last job's
+        refresh_embeddings(model)  # cheap unless the embeddings folder changed
         return model
+
+
+def refresh_embeddings(model: SdModel, force: bool = False) -> None:
+    """Point the model at the embedding database, rescanned for its text-encoder widths."""
+    from modules.textual_inversion import widths_for_model
+    shared.embedding_db.load_textual_inversion_embeddings(widths_for_model(model), force_reload=force)
+    model.embedding_db = shared.embedding_db
 
 
 def select_checkpoint_at_start() -> CheckpointInfo | None:

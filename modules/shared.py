@@ -27,15 +27,18 @@ job_queue = JobQueue(state)
 hash_cache = HashCache(paths.cache_file)
 device_config = devices.cpu_config()
 model_holder = None  # modules.sd_models.ModelHolder, created by webui.initialize()
+embedding_db = None  # modules.textual_inversion.EmbeddingDatabase, created by configure()
 
 
 def configure(args) -> None:
     """Adopt the parsed command line: folders, devices, caches."""
-    global cmd_opts, paths, hash_cache, device_config
+    global cmd_opts, paths, hash_cache, device_config, embedding_db
+    from modules.textual_inversion import EmbeddingDatabase
     cmd_opts = args
     paths = Paths.from_args(args)
     hash_cache = HashCache(paths.cache_file)
     device_config = devices.choose(args)
+    embedding_db = EmbeddingDatabase([paths.embeddings], hash_cache=hash_cache)
 
 
 def __getattr__(name):

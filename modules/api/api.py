@@ -130,6 +130,8 @@ class Api:
         r.add_api_route("/sd-vae", self.get_sd_vaes, methods=["GET"], response_model=list[models.SDVaeItem])
         r.add_api_route("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
         r.add_api_route("/refresh-vae", self.refresh_vae, methods=["POST"])
+        r.add_api_route("/embeddings", self.get_embeddings, methods=["GET"])
+        r.add_api_route("/refresh-embeddings", self.refresh_embeddings, methods=["POST"])
         app.include_router(self.router)
         app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
         app.add_api_route("/internal/pending-tasks", self.pending_tasks, methods=["GET"])
@@ -228,6 +230,18 @@ class Api:
 
     def refresh_checkpoints(self):
         shared.job_queue.run(sd_models.list_models, name="refresh-checkpoints")
+
+    def get_embeddings(self):
+        return shared.embedding_db.api_listing()
+
+    def refresh_embeddings(self):
+        def rescan():
+            model = shared.model_holder.sd_model
+            if model is not None:
+                sd_models.refresh_embeddings(model, force=True)
+            else:
+                shared.embedding_db.load_textual_inversion_embeddings(None, force_reload=True)
+        shared.job_queue.run(rescan, name="refresh-embeddings")
 
     def refresh_vae(self):
         shared.job_queue.run(sd_vae.refresh_vae_list, name="refresh-vae")

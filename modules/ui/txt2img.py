@@ -30,13 +30,30 @@ def generate(prompt, negative_prompt, sampler_name, steps, cfg_scale, seed, widt
     return processed.images, processed.info, notes
 
 
+def count_tokens(text: str, steps) -> str:
+    """'N/75' (then N/150 ...) as A1111 shows beside the prompt boxes (prompt-syntax.md §9.3)."""
+    from modules import conditioning, processing
+    model = shared.model_holder.sd_model  # None: counts with the plain CLIP tokenizer
+    if shared.opts.enable_prompt_comments:
+        text = processing.strip_comments(text)
+    count, limit = conditioning.token_count(model, text, int(steps or 20))
+    return f"<span class='token-counter'>{count}/{limit}</span>"
+
+
 def create():
     with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
         with gr.Row():
             with gr.Column(scale=6):
-                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
-                                    placeholder="Prompt (press Ctrl+Enter to generate)")
-                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
+                with gr.Row():
+                    prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt", scale=10,
+                                        placeholder="Prompt (press Ctrl+Enter to generate)")
+                    prompt_tokens = gr.HTML("<span class='token-counter'>0/75</span>",
+                                            elem_id="txt2img_token_counter", min_width=60)
+                with gr.Row():
+                    negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt",
+                                          scale=10)
+                    negative_tokens = gr.HTML("<span class='token-counter'>0/75</span>",
+                                              elem_id="txt2img_negative_token_counter", min_width=60)
             with gr.Column(scale=1, min_width=160):
                 generate_button = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
                 interrupt_button = gr.Button("Interrupt", elem_id="txt2img_interrupt")
@@ -72,6 +89,10 @@ def create():
         generate_button.click(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
         prompt.submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_visibility="private")
         interrupt_button.click(lambda: shared.state.interrupt(), queue=False, api_visibility="private")
+        # counting never waits for the job queue, so it stays live while an image generates
+        for box, counter in ((prompt, prompt_tokens), (negative, negative_tokens)):
+            box.change(count_tokens, inputs=[box, steps], outputs=[counter], queue=False,
+                       show_progress="hidden", trigger_mode="always_last", api_visibility="private")
         random_seed.click(lambda: -1, outputs=[seed], queue=False, api_visibility="private")
         reuse_seed.click(_last_seed, inputs=[infotext], outputs=[seed], queue=False, api_visibility="private")
 

@@ -187,3 +187,22 @@ def test_nowebui_serves_the_api_alone(data_dir):
         assert get(proc, "/sd-models").status_code == 200
     finally:
         proc.stop()
+
+
+def test_embeddings_listing_and_refresh(server, data_dir):
+    import torch
+    from safetensors.torch import save_file
+    folder = data_dir / "embeddings"
+    save_file({"emb_params": torch.zeros(3, 768)}, str(folder / "wide.safetensors"))
+    assert post(server, "/options", {"sd_model_checkpoint": "tiny-sd1"}).status_code == 200
+    save_file({"emb_params": torch.zeros(2, 32)}, str(folder / "fits.safetensors"))  # tiny SD1 width
+    try:
+        assert post(server, "/refresh-embeddings").status_code == 200
+        listing = get(server, "/embeddings").json()
+        assert set(listing) == {"loaded", "skipped"}
+        assert listing["skipped"]["wide"] == {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                                              "shape": 768, "vectors": 3}
+        assert listing["loaded"]["fits"]["vectors"] == 2
+    finally:
+        (folder / "wide.safetensors").unlink()
+        (folder / "fits.safetensors").unlink()
