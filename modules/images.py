@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import string
+import sys
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -127,6 +128,7 @@ def get_next_sequence_number(path: str, basename: str) -> int:
 NOTHING_AND_SKIP_PREVIOUS_TEXT = object()
 _TAG_RE = re.compile(r"\[([^\[\]]+)\]")
 _ARG_RE = re.compile(r"<([^>]*)>")
+_TRAILING_SEPARATOR_RE = re.compile(r"[\W_]+$")
 _NON_LETTERS_RE = re.compile(rf"[\s{re.escape(string.punctuation)}]+")
 # ValueError etc.: a bad tag argument (e.g. [prompt_hash<x>]) keeps the tag text instead of failing
 _TAG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, LookupError)
@@ -164,7 +166,9 @@ class FilenameGenerator:
             position = match.end()
             value = self._evaluate(match.group(1))
             if value is NOTHING_AND_SKIP_PREVIOUS_TEXT:
-                continue  # "img-[batch_number]" -> "img" for a single image
+                # the separator before a tag with no value goes too: "img-[batch_number]" -> "img"
+                out.append(_TRAILING_SEPARATOR_RE.sub("", literal))
+                continue
             out.append(literal + (match.group(0) if value is None else str(value)))
         out.append((x or "")[position:])
         return "".join(out)
@@ -521,10 +525,10 @@ def save_image_with_geninfo(image: Image.Image, geninfo: str | None, filename: s
 
 def script_callbacks_module():
     """modules.script_callbacks when this build has it (on_before_image_saved / on_image_saved)."""
-    if importlib.util.find_spec("modules.script_callbacks") is None:
-        return None
-    from modules import script_callbacks
-    return script_callbacks
+    module = sys.modules.get("modules.script_callbacks")
+    if module is None and importlib.util.find_spec("modules.script_callbacks") is not None:
+        module = importlib.import_module("modules.script_callbacks")
+    return module
 
 
 def _run_callback(module, name: str, params) -> None:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from modules import (conditioning, devices, extra_networks, images, infotext_utils, k_sampling,
-                     prompt_parser, rng, sd_samplers, sd_vae, shared)
+                     previews, prompt_parser, rng, sd_samplers, sd_vae, shared)
 from modules.denoiser import CFGDenoiser, Guidance
 from modules.noise_schedule import DiscreteSchedule
 from modules.state import Interrupted
@@ -349,9 +349,14 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
                            step_callback=state.check_stop)
     state.sampling_steps = p.steps
 
+    every = opts.show_progress_every_n_steps
+
     def on_step(info):
         state.sampling_step = info["i"] + 1
         state.current_latent = info["denoised"]
+        if opts.live_previews_enable and every > 0 and state.sampling_step % every == 0:
+            state.set_current_image(previews.preview(model, info["denoised"], opts.show_progress_type,
+                                                     opts.show_progress_grid))
 
     solver = getattr(k_sampling, sampler.function)
     with devices.on_device(model.unet, model.device_config):

@@ -67,6 +67,12 @@ class State:
         self.sampling_step = 0
         self.skipped = False
 
+    def set_current_image(self, image) -> None:
+        """A new live preview: readers compare id_live_preview to skip one they already have."""
+        self.current_image = image
+        self.current_image_sampling_step = self.sampling_step
+        self.id_live_preview += 1
+
     def check_stop(self):
         """Called between sampling steps: raises Interrupted when asked to stop or skip."""
         if self.interrupted or self.skipped:

@@ -165,8 +165,10 @@ class Api:
         state = shared.state
         if not state.job:
             return models.ProgressResponse(progress=0, eta_relative=0, state=state.dict(), textinfo=state.textinfo)
+        image = state.current_image
+        current = None if (skip_current_image or image is None) else encode_image(image, None)
         return models.ProgressResponse(progress=state.progress(), eta_relative=state.eta(), state=state.dict(),
-                                       current_image=None, textinfo=state.textinfo)
+                                       current_image=current, textinfo=state.textinfo)
 
     def interruptapi(self):
         shared.state.interrupt()

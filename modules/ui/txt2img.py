@@ -5,7 +5,7 @@ import gradio as gr
 
 from modules import jobs, processing, sd_models, sd_samplers, shared
 from modules.models.loader import ModelLoadError
-from modules.ui.jobs_ui import run_with_progress
+from modules.ui.jobs_ui import watch_job
 
 # Errors whose message tells the user what to do; anything else is a bug and shows its type too.
 USER_ERRORS = (processing.GenerationError, sd_models.NoModelError, sd_models.CheckpointNotFound,
@@ -19,15 +19,22 @@ def generate(prompt, negative_prompt, sampler_name, steps, cfg_scale, seed, widt
         steps=int(steps), cfg_scale=float(cfg_scale), seed=int(seed), width=int(width),
         height=int(height), n_iter=int(batch_count), batch_size=int(batch_size),
         user=getattr(request, "username", None))
-    try:
-        processed = run_with_progress(lambda: processing.process_images(p), "txt2img", progress,
-                                      task_id=jobs.new_task_id("txt2img"))
-    except USER_ERRORS as e:
-        return [], "", f"<div class='error'>{html.escape(str(e))}</div>"
+    watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
+                        task_id=jobs.new_task_id("txt2img"))
+    while True:
+        try:
+            preview = next(watcher)
+        except StopIteration as done:
+            processed = done.value
+            break
+        except USER_ERRORS as e:
+            yield [], "", f"<div class='error'>{html.escape(str(e))}</div>"
+            return
+        yield [preview], gr.update(), gr.update()  # live preview while sampling
     for image, text in zip(processed.images, processed.infotexts):
         image.info["parameters"] = text  # Gradio writes it into the PNG it serves
-    notes = html.escape(processed.comments) if processed.comments else ""
-    return processed.images, processed.info, notes
+    notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
+    yield processed.images, processed.info, notes
 
 
 def count_tokens(text: str, steps) -> str:

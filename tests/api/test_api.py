@@ -130,6 +130,12 @@ def test_progress_and_interrupt_mid_job(server):
         time.sleep(0.05)
     assert 0 < seen["progress"] < 1 and seen["state"]["sampling_steps"] == 60
     assert seen["state"]["job_count"] == 3
+    with_preview = get(server, "/progress").json()  # a live preview every 10 steps (Approx cheap)
+    assert with_preview["current_image"] is None or decode(with_preview["current_image"]).size == (8, 8)
+    deadline = time.time() + 30
+    while with_preview["current_image"] is None and time.time() < deadline:
+        with_preview = get(server, "/progress").json()
+    assert decode(with_preview["current_image"]).size == (8, 8)
     started = time.time()
     assert post(server, "/interrupt").json() == {}
     thread.join(timeout=60)

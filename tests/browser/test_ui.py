@@ -77,3 +77,14 @@ def test_progress_and_interrupt_button(page, server):
     expect(page.get_by_text(re.compile(r"\d+/150 steps")).first).to_be_visible(timeout=30_000)
     page.locator("#txt2img_interrupt").click()
     expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=30_000)
+
+
+def test_token_counter_follows_the_prompt(page, server):
+    page.goto(server.url + "/")
+    box = page.locator("#txt2img_prompt textarea")
+    box.fill("a photograph of an astronaut riding a horse")
+    expect(page.locator("#txt2img_token_counter")).to_contain_text("8/75", timeout=15_000)
+    box.fill(" ".join(["horse"] * 80))
+    expect(page.locator("#txt2img_token_counter")).to_contain_text("80/150", timeout=15_000)
+    page.locator("#txt2img_neg_prompt textarea").fill("blurry, ugly")
+    expect(page.locator("#txt2img_negative_token_counter")).to_contain_text("3/75", timeout=15_000)
