@@ -266,6 +266,23 @@ def to_pil(samples: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arrays]
 
 
+@contextlib.contextmanager
+def seamless_tiling(model, enabled: bool):
+    """Tiling: every convolution of the UNet and VAE wraps around the image edges for this job."""
+    if not enabled:
+        yield
+        return
+    convs = [m for root in (model.unet, model.vae) for m in root.modules() if isinstance(m, torch.nn.Conv2d)]
+    previous = [m.padding_mode for m in convs]
+    for conv in convs:
+        conv.padding_mode = "circular"
+    try:
+        yield
+    finally:
+        for conv, mode in zip(convs, previous):
+            conv.padding_mode = mode
+
+
 def strip_comments(text: str) -> str:
     """prompt-syntax.md §3: a line starting with # goes, else everything from # to the line end."""
     return "\n".join("" if line.startswith("#") else line.split("#", 1)[0] for line in text.split("\n"))
@@ -430,8 +447,13 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.job_timestamp = state.job_timestamp if state.job else time.strftime("%Y%m%d%H%M%S")
     if p.tiling is None:
         p.tiling = opts.tiling
-    if p.tiling:
-        raise GenerationError("Tiling is not available yet")
+    with seamless_tiling(p.sd_model, p.tiling):
+        return _generate(p)
+
+
+def _generate(p: StableDiffusionProcessing) -> Processed:
+    state = shared.state
+    opts = shared.opts
 
     count = p.batch_size * p.n_iter
     seed = rng.get_fixed_seed(p.seed)

@@ -185,3 +185,21 @@ def test_euler_a_with_eta_and_ensd_in_infotext(webui_session):
     assert not np.array_equal(pixels(a), pixels(b))  # ENSD reseeds the ancestral noise
     c, _ = run(shared, sampler_name="Euler a", steps=3, seed=3, eta=0.5)
     assert np.array_equal(pixels(b), pixels(c))
+
+
+def test_tiling_makes_the_vae_wrap_around_and_is_restored(webui_session):
+    shared = webui_session
+    model = use(shared, "sd1")
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def decoded_shift_error():
+        plain = processing.decode_latents(model, latent)
+        shifted = processing.decode_latents(model, torch.roll(latent, 1, dims=-1))
+        return (torch.roll(plain, 8, dims=-1) - shifted).abs().max().item()
+
+    with processing.seamless_tiling(model, True):
+        assert decoded_shift_error() < 1e-4  # circular convs: shifting the latent shifts the image
+    assert decoded_shift_error() > 1e-3      # zero padding shows the seam
+    assert all(m.padding_mode == "zeros" for m in model.unet.modules() if isinstance(m, torch.nn.Conv2d))
+    tiled, _ = run(shared, steps=2, tiling=True)
+    assert "Tiling: True" in tiled.infotexts[0]
