@@ -11,6 +11,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
+from modules.api import outputs_routes  # noqa: E402
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -33,14 +34,16 @@ def create_app(args) -> FastAPI:
     install_error_handlers(app)
     if args.api or args.nowebui:
         Api(app)
+        app.include_router(outputs_routes.create_router())
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
         from modules.ui.app import CSS, create_ui
         ui_creds = auth.ui_credentials(args)
         ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
+        save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads
         gr.mount_gradio_app(app, create_ui(), path="/", auth=ui_auth, css=CSS,
-                            allowed_paths=[shared.paths.outputs, *args.gradio_allowed_path])
+                            allowed_paths=[shared.paths.outputs, save_dir, *args.gradio_allowed_path])
     return app
 
 

@@ -38,6 +38,8 @@ class CFGDenoiser:
         self.guidance = guidance
         self.step_callback = step_callback  # called before each model evaluation (interrupts)
         self.step = 0  # the schedule counter: one per evaluation (prompt-syntax.md §7)
+        self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
+        self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.dtype = next(unet.parameters()).dtype
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond):
@@ -89,8 +91,10 @@ class CFGDenoiser:
                                    per_row(g.image_cond))
             d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, g.time_ids, g.image_cond)
 
+        self.last_denoised_uncond = d_uncond
+        scale = g.cfg_scale * self.cond_scale_multiplier
         result = d_uncond.clone()
         for i, conds in enumerate(conds_list):
             for row, weight in conds:
-                result[i] += (d_cond[row] - d_uncond[i]) * (weight * g.cfg_scale)
+                result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
         return result

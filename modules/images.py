@@ -464,7 +464,11 @@ def _claim(tmp: str, target: str) -> bool:
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             return False
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            os.remove(target)  # do not leave the empty placeholder behind
+            raise
         return True
     os.remove(tmp)
     return True

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (conditioning, devices, extra_networks, images, infotext_utils, k_sampling,
-                     previews, prompt_parser, rng, sd_samplers, sd_vae, shared)
+from modules import (conditioning, devices, extra_networks, images, infotext_utils,
+                     previews, prompt_parser, rng, sd_samplers, sd_vae, shared, styles)
 from modules.denoiser import CFGDenoiser, Guidance
 from modules.noise_schedule import DiscreteSchedule
 from modules.state import Interrupted
@@ -75,6 +75,7 @@ class StableDiffusionProcessing:
     all_seeds: list[int] = field(default_factory=list)
     all_subseeds: list[int] = field(default_factory=list)
     iteration: int = 0
+    batch_index: int = 0
     sd_model: Any = None
     job_timestamp: str = ""
 
@@ -193,7 +194,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
     params = {
         "Steps": p.steps,
         "Sampler": p.sampler_name,
-        "Schedule type": p.scheduler or "Automatic",
+        "Schedule type": p.scheduler or "Automatic",  # the resolved label comes in extra params
         "CFG scale": p.cfg_scale,
         "Seed": all_seeds[index] if all_seeds else p.seed,
         "Size": f"{p.width}x{p.height}",
@@ -303,7 +304,7 @@ class _JobEncoder:
 
 def schedule_steps(p, sampler: sd_samplers.SamplerData) -> int:
     """Steps the prompt schedules are built for: doubled for second-order samplers (§7)."""
-    return p.steps * 2 if getattr(sampler, "second_order", False) else p.steps
+    return p.steps * 2 if sampler.second_order else p.steps
 
 
 def _cond_cache_key(p, prompts, steps, is_negative: bool) -> tuple:
@@ -348,14 +349,20 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
     cond, uncond, used_embeddings = get_conds(p, model, prompts, negatives, schedule_steps(p, sampler))
     _record_embeddings(p, used_embeddings)
     schedule = DiscreteSchedule(model.alphas_cumprod)
-    sigmas = schedule.get_sigmas(p.steps).to(device)
+    sigmas, sigma_keys = sd_samplers.compute_sampler_sigmas(sampler, p.scheduler or "Automatic", p.steps,
+                                                            schedule, opts, model.is_sdxl)
+    factor, noise_keys = sd_samplers.initial_noise_multiplier(sampler, sigmas, opts)
+    options = sd_samplers.solver_options(sampler, p, opts)
+    p.extra_generation_params.update({**sigma_keys, **noise_keys,
+                                      **sd_samplers.infotext_options(sampler, options, opts)})
+    sigmas = sigmas.to(device)
 
     latent_shape = (opt_C, p.height // opt_f, p.width // opt_f)
     noise = rng.ImageRNG(latent_shape, seeds, subseeds, p.subseed_strength,
                          p.seed_resize_from_h, p.seed_resize_from_w,
                          source=opts.randn_source, device=device,
                          eta_noise_seed_delta=opts.eta_noise_seed_delta)
-    x = noise.first().to(device) * sigmas[0]
+    x = noise.first().to(device) * factor
 
     guidance = Guidance(
         cond=cond, uncond=uncond, cfg_scale=p.cfg_scale,
@@ -375,11 +382,10 @@ def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor
             state.set_current_image(previews.preview(model, info["denoised"], opts.show_progress_type,
                                                      opts.show_progress_grid))
 
-    solver = getattr(k_sampling, sampler.function)
     with devices.on_device(model.unet, model.device_config):
-        return solver(denoiser, x, sigmas, callback=on_step, noise_sampler=noise.noise_sampler,
-                      disable=shared.cmd_opts.disable_console_progressbars or None,
-                      **sampler_parameters(p, sampler))
+        return sd_samplers.run_sampler(sampler, denoiser, x, sigmas, options, noise.noise_sampler, seeds,
+                                       callback=on_step, schedule=schedule,
+                                       disable=shared.cmd_opts.disable_console_progressbars or None)
 
 
 def _record_embeddings(p, used: dict) -> None:
@@ -393,39 +399,6 @@ def _record_embeddings(p, used: dict) -> None:
             known[name.replace(":", "").replace(",", "")] = shorthash
     if known:
         p.extra_generation_params["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
-
-
-def sampler_parameters(p, sampler: sd_samplers.SamplerData) -> dict:
-    """The solver's extra parameters: request values, else settings (generation.md §1.1)."""
-    opts = shared.opts
-    s_noise = p.s_noise if p.s_noise is not None else opts.s_noise
-    if "eta" in sampler.params:  # Euler a keeps s_noise at 1, as A1111 does
-        return {"eta": p.eta if p.eta is not None else opts.eta_ancestral}
-    if "churn" in sampler.params:
-        return {"s_churn": p.s_churn if p.s_churn is not None else opts.s_churn,
-                "s_tmin": p.s_tmin if p.s_tmin is not None else opts.s_tmin,
-                "s_tmax": (p.s_tmax or opts.s_tmax) or float("inf"), "s_noise": s_noise}
-    return {}
-
-
-def sampler_infotext_params(p, sampler: sd_samplers.SamplerData) -> dict:
-    """Infotext keys for sampler parameters that differ from their neutral values (infotext.md §3)."""
-    params = sampler_parameters(p, sampler)
-    keys = {}
-    if "eta" in params and params["eta"] != 1.0:
-        keys["Eta"] = params["eta"]
-    if params.get("s_churn"):
-        keys["Sigma churn"] = params["s_churn"]
-    if params.get("s_tmin"):
-        keys["Sigma tmin"] = params["s_tmin"]
-    if params.get("s_tmax", float("inf")) != float("inf"):
-        keys["Sigma tmax"] = params["s_tmax"]
-    if params.get("s_noise", 1.0) != 1.0:
-        keys["Sigma noise"] = params["s_noise"]
-    ensd = shared.opts.eta_noise_seed_delta
-    if ensd and sampler.options.get("uses_ensd") and params.get("eta", 0) != 0:
-        keys["ENSD"] = ensd
-    return keys
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
@@ -443,7 +416,6 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.sd_model = shared.model_holder.ensure_for_job()
     sampler = sd_samplers.find_sampler(p.sampler_name)
     p.sampler_name = sampler.name
-    p.extra_generation_params.update(sampler_infotext_params(p, sampler))
     p.job_timestamp = state.job_timestamp if state.job else time.strftime("%Y%m%d%H%M%S")
     if p.tiling is None:
         p.tiling = opts.tiling
@@ -460,6 +432,13 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     subseed = rng.get_fixed_seed(p.subseed)
     p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
     prompt, negative = p.prompt, p.negative_prompt
+    if p.styles:
+        database = styles.get_database()
+        unknown = [name for name in p.styles if name not in database.styles]
+        if unknown:
+            raise GenerationError(f"Style not found: {', '.join(unknown)}")
+        prompt = database.apply_styles_to_prompt(prompt, p.styles)
+        negative = database.apply_negative_styles_to_prompt(negative, p.styles)
     if opts.enable_prompt_comments:
         prompt, negative = strip_comments(prompt), strip_comments(negative)
     p.all_prompts = [prompt] * count
@@ -493,6 +472,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
         for i, image in enumerate(to_pil(decode_latents(p.sd_model, latents))):
+            p.batch_index = i
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
             if not p.do_not_save_samples and opts.samples_save:
@@ -505,9 +485,18 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
 
     if infotexts and not shared.cmd_opts.no_prompt_history:
         images.write_params_txt(infotexts[0])
+    index_of_first_image = 0
+    if output_images:
+        grid_text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, use_main_prompt=True)
+        grid, plan = images.make_job_grid(p, output_images, grid_text)
+        if plan.show:
+            output_images.insert(0, grid)
+            infotexts.insert(0, grid_text)
+            index_of_first_image = 1
     return Processed(
         p=p, images=output_images, seed=p.all_seeds[0], subseed=p.all_subseeds[0],
-        info=infotexts[0] if infotexts else "", all_prompts=p.all_prompts,
+        info=infotexts[0] if infotexts else "", index_of_first_image=index_of_first_image,
+        all_prompts=p.all_prompts,
         all_negative_prompts=p.all_negative_prompts, all_seeds=p.all_seeds,
         all_subseeds=p.all_subseeds, infotexts=infotexts, interrupted=interrupted,
         comments="\n".join(list(p.comments) + (["Interrupted: only finished images are returned"]

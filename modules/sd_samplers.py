@@ -43,7 +43,8 @@ class SamplerData:
     function: str                      # solver name in modules.k_sampling (or sd_samplers_timesteps for TIMESTEPS)
     aliases: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)   # flags reported by GET /samplers (as strings)
-    params: tuple[str, ...] = ()       # extra parameters: "eta", "churn" (s_churn/s_tmin/s_tmax/s_noise), "s_noise", "unipc"
+    # extra parameters: "eta", "churn" (s_churn/s_tmin/s_tmax/s_noise), "s_noise", "unipc" (UniPC settings)
+    params: tuple[str, ...] = ()
     eta_setting: str | None = None     # setting that gives eta's default: eta_ancestral or eta_ddim
     kind: str = KDIFFUSION
 
@@ -51,6 +52,11 @@ class SamplerData:
     def default_scheduler(self) -> str | None:
         """The schedule `Automatic` means for this sampler (a schedule name), None = the model's own."""
         return self.options.get("scheduler")
+
+    @property
+    def second_order(self) -> bool:
+        """Two model evaluations per step (prompt schedules count steps twice for these)."""
+        return bool(self.options.get("second_order", False))
 
 
 _ETA = ("eta",)
@@ -65,7 +71,8 @@ all_samplers = [
     SamplerData("DPM++ 2M SDE", "sample_dpmpp_2m_sde", ["k_dpmpp_2m_sde"],
                 {"scheduler": "exponential", "brownian_noise": True}, _ETA_S_NOISE, ETA_ANCESTRAL),
     SamplerData("DPM++ 2M SDE Heun", "sample_dpmpp_2m_sde", ["k_dpmpp_2m_sde_heun"],
-                {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"}, _ETA_S_NOISE, ETA_ANCESTRAL),
+                {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
+                _ETA_S_NOISE, ETA_ANCESTRAL),
     SamplerData("DPM++ 2S a", "sample_dpmpp_2s_ancestral", ["k_dpmpp_2s_a"],
                 {"scheduler": "karras", "uses_ensd": True, "second_order": True}, _ETA_S_NOISE, ETA_ANCESTRAL),
     SamplerData("DPM++ 3M SDE", "sample_dpmpp_3m_sde", ["k_dpmpp_3m_sde"],
@@ -156,7 +163,7 @@ def split_legacy_name(name: str | None, scheduler: str | None = None) -> tuple[s
     """
     suffix = None
     try:
-        sampler = find_sampler(name)
+        sampler = find_sampler(name)  # a full sampler name is never split
     except SamplerNotFound:
         base, suffix = _split_schedule_suffix(name)
         if suffix is None:

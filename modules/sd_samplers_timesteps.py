@@ -63,7 +63,8 @@ def unipc_sigmas(steps: int, schedule: DiscreteSchedule, skip_type: str = "time_
     return schedule.t_to_sigma(model_t.to(torch.float32))
 
 
-def timesteps_sigmas(name: str, steps: int, schedule: DiscreteSchedule, skip_type: str = "time_uniform") -> torch.Tensor:
+def timesteps_sigmas(name: str, steps: int, schedule: DiscreteSchedule,
+                     skip_type: str = "time_uniform") -> torch.Tensor:
     """The sigmas a timestep sampler visits for `steps` steps (discard-penultimate: pass steps + 1).
 
     DDIM, DDIM CFG++ and PLMS: the table sigmas of `ddim_timesteps`, highest first (len(τ) values,

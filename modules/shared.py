@@ -45,4 +45,7 @@ def __getattr__(name):
     # `shared.sd_model` is the loaded model, read through the holder (None when nothing is loaded)
     if name == "sd_model":
         return model_holder.sd_model if model_holder is not None else None
+    if name == "prompt_styles":  # A1111's name for the style database
+        from modules import styles
+        return styles.get_database()
     raise AttributeError(name)

@@ -71,32 +71,14 @@ def encode_image(image, infotext: str | None) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def split_legacy_sampler_name(name: str | None, scheduler: str | None) -> tuple[str | None, str | None]:
-    """`"DPM++ 2M Karras"` -> ("DPM++ 2M", "Karras") per api.md §8.3; a scheduler field wins."""
-    from modules import sd_schedulers
-    if name:
-        for sched in sd_schedulers.schedulers:
-            for label in [sched.label, sched.name, *(sched.aliases or [])]:
-                if name.lower().endswith(" " + label.lower()):
-                    base = name[: -len(label) - 1]
-                    return base, scheduler or sched.label
-    return name, scheduler
-
-
 def resolve_sampler(sampler_name, sampler_index, scheduler) -> tuple[str, str]:
+    """api.md §8.3: sampler_name, else sampler_index (default "Euler"); legacy combined names."""
     if isinstance(sampler_index, int) and not sampler_name:
         raise HTTPException(422, "sampler_index must be a sampler name")
-    name = sampler_name or sampler_index or "Euler"
-    name, suffix_scheduler = split_legacy_sampler_name(name, scheduler)
     try:
-        sampler = sd_samplers.find_sampler(name)
-    except sd_samplers.SamplerNotFound as e:
+        return sd_samplers.split_legacy_name(sampler_name or sampler_index or "Euler", scheduler)
+    except ValueError as e:  # SamplerNotFound too: both list the valid names
         raise HTTPException(422, str(e)) from None
-    chosen = scheduler or suffix_scheduler or "Automatic"
-    if chosen.lower() != "automatic":
-        valid = "Automatic"
-        raise HTTPException(422, f"Scheduler '{chosen}' not available for {sampler.name}; valid: {valid}")
-    return sampler.name, "Automatic"
 
 
 def validate_overrides(override_settings: dict | None) -> dict:
@@ -126,6 +108,7 @@ class Api:
         r.add_api_route("/options", self.set_config, methods=["POST"])
         r.add_api_route("/cmd-flags", self.get_cmd_flags, methods=["GET"])
         r.add_api_route("/samplers", self.get_samplers, methods=["GET"], response_model=list[models.SamplerItem])
+        r.add_api_route("/schedulers", self.get_schedulers, methods=["GET"])
         r.add_api_route("/sd-models", self.get_sd_models, methods=["GET"], response_model=list[models.SDModelItem])
         r.add_api_route("/sd-vae", self.get_sd_vaes, methods=["GET"], response_model=list[models.SDVaeItem])
         r.add_api_route("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
@@ -221,6 +204,11 @@ class Api:
     def get_samplers(self):
         return [{"name": s.name, "aliases": s.aliases, "options": {k: str(v) for k, v in s.options.items()}}
                 for s in sd_samplers.all_samplers]
+
+    def get_schedulers(self):
+        from modules import sd_schedulers
+        return [{"name": s.name, "label": s.label, "aliases": s.aliases, "default_rho": s.default_rho,
+                 "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
 
     def get_sd_models(self):
         return [{"title": info.title, "model_name": info.model_name, "hash": info.shorthash,

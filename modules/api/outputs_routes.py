@@ -8,15 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import logging
 
 from fastapi import APIRouter, HTTPException
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from modules import infotext_utils, shared, styles
-
-log = logging.getLogger(__name__)
 
 
 class PNGInfoRequest(BaseModel):

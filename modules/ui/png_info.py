@@ -90,9 +90,10 @@ def run_pnginfo(image):
     return geninfo or "", pnginfo_html(items)
 
 
-def create_tab() -> dict:
-    """Build the tab (call inside a gr.Tabs). Returns its components:
-    image, generation_info (the parameters text), html_info, send_buttons {target: Button}."""
+def create_tab(targets=SEND_TARGETS) -> dict:
+    """Build the tab (call inside a gr.Tabs) with a "Send to" button for each existing target tab.
+    Returns its components: image, generation_info (the parameters text), html_info,
+    send_buttons {target: Button}."""
     with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
         with gr.Row(equal_height=False):
             with gr.Column(variant="panel"):
@@ -105,7 +106,7 @@ def create_tab() -> dict:
                 html_info = gr.HTML(elem_id="pnginfo_html_info")
                 with gr.Row():
                     send_buttons = {target: gr.Button(f"Send to {target}", elem_id=f"pnginfo_send_to_{target}")
-                                    for target in SEND_TARGETS}
+                                    for target in targets}
         image.change(run_pnginfo, inputs=[image], outputs=[generation_info, html_info],
                      show_progress="hidden", api_visibility="private")
     return {"image": image, "generation_info": generation_info, "html_info": html_info,

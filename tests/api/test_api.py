@@ -212,3 +212,23 @@ def test_embeddings_listing_and_refresh(server, data_dir):
     finally:
         (folder / "wide.safetensors").unlink()
         (folder / "fits.safetensors").unlink()
+
+
+def test_samplers_schedulers_and_legacy_names(server):
+    samplers = get(server, "/samplers").json()
+    assert [s["name"] for s in samplers][:3] == ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE"] and len(samplers) == 20
+    sde = next(s for s in samplers if s["name"] == "DPM++ SDE")
+    assert sde["aliases"] == ["k_dpmpp_sde"]
+    assert sde["options"]["scheduler"] == "karras" and sde["options"]["second_order"] == "True"
+    schedulers = get(server, "/schedulers").json()
+    assert len(schedulers) == 12
+    assert {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0,
+            "need_inner_model": False} in schedulers
+    info = json.loads(post(server, "/txt2img", {"prompt": "x", "sampler_name": "DPM++ 2M Karras", **SMALL})
+                      .json()["info"])
+    assert info["sampler_name"] == "DPM++ 2M" and "Schedule type: Karras" in info["infotexts"][0]
+    info = json.loads(post(server, "/txt2img", {"prompt": "x", "sampler_name": "k_euler_a",
+                                                "scheduler": "exponential", **SMALL}).json()["info"])
+    assert "Sampler: Euler a, Schedule type: Exponential" in info["infotexts"][0]
+    bad = post(server, "/txt2img", {"prompt": "x", "scheduler": "Karas", **SMALL})
+    assert bad.status_code == 422 and "Karras" in bad.json()["detail"]

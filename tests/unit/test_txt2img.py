@@ -11,7 +11,7 @@ PROMPT, NEGATIVE = "a photograph of an astronaut riding a horse", "blurry"
 
 def run(shared, **kwargs):
     fields = dict(prompt=PROMPT, negative_prompt=NEGATIVE, steps=4, width=64, height=64, seed=1234,
-                  cfg_scale=7.0, sampler_name="Euler", do_not_save_samples=True)
+                  cfg_scale=7.0, sampler_name="Euler", do_not_save_samples=True, do_not_save_grid=True)
     fields.update(kwargs)
     p = processing.StableDiffusionProcessingTxt2Img(**fields)
     return shared.job_queue.run(lambda: processing.process_images(p)), p
@@ -203,3 +203,26 @@ def test_tiling_makes_the_vae_wrap_around_and_is_restored(webui_session):
     assert all(m.padding_mode == "zeros" for m in model.unet.modules() if isinstance(m, torch.nn.Conv2d))
     tiled, _ = run(shared, steps=2, tiling=True)
     assert "Tiling: True" in tiled.infotexts[0]
+
+
+@pytest.mark.parametrize("sampler", [s.name for s in __import__("modules.sd_samplers").sd_samplers.all_samplers])
+def test_every_sampler_gives_a_finite_image(webui_session, sampler):
+    shared = webui_session
+    use(shared, "sd1")
+    processed, _ = run(shared, sampler_name=sampler, steps=4, seed=2)
+    image = pixels(processed)[0]
+    assert image.std() > 0  # not a blank (NaN-turned-black) picture
+    assert f"Sampler: {sampler}, " in processed.infotexts[0]
+
+
+@pytest.mark.parametrize("sampler,scheduler,label", [
+    ("DPM++ 2M", None, "Karras"), ("Euler", "Karras", "Karras"), ("Euler a", "Exponential", "Exponential"),
+    ("DPM++ SDE", "Beta", "Beta"), ("Heun", "SGM Uniform", "SGM Uniform"), ("Euler", "Align Your Steps", "Align Your Steps"),
+])
+def test_schedules_are_applied_and_recorded(webui_session, sampler, scheduler, label):
+    shared = webui_session
+    use(shared, "sd1")
+    a, _ = run(shared, sampler_name=sampler, scheduler=scheduler, steps=4, seed=2)
+    assert f"Sampler: {sampler}, Schedule type: {label}, " in a.infotexts[0]
+    b, _ = run(shared, sampler_name=sampler, scheduler=scheduler, steps=4, seed=2)
+    assert np.array_equal(pixels(a), pixels(b))  # Brownian and ancestral noise are seeded too
