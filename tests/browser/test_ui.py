@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium driven by Playwright) against the real UI."""
 import re
 import shutil
+import time
 
 import pytest
 import requests
@@ -88,3 +89,58 @@ def test_token_counter_follows_the_prompt(page, server):
     expect(page.locator("#txt2img_token_counter")).to_contain_text("80/150", timeout=15_000)
     page.locator("#txt2img_neg_prompt textarea").fill("blurry, ugly")
     expect(page.locator("#txt2img_negative_token_counter")).to_contain_text("3/75", timeout=15_000)
+
+
+def test_png_info_send_to_txt2img(page, server, tmp_path):
+    import base64
+    body = {"prompt": "a red kite over dunes", "negative_prompt": "fog", "seed": 4242, "steps": 7,
+            "sampler_name": "Euler a", "width": 96, "height": 64, "cfg_scale": 5.5}
+    response = requests.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=60).json()
+    png = tmp_path / "kite.png"
+    png.write_bytes(base64.b64decode(response["images"][0]))
+
+    page.goto(server.url + "/")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(png))
+    expect(page.locator("#pnginfo_generation_info textarea")).to_have_value(
+        re.compile(r"^a red kite over dunes\nNegative prompt: fog\nSteps: 7, Sampler: Euler a"), timeout=20_000)
+    page.locator("#pnginfo_send_to_txt2img").click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a red kite over dunes", timeout=10_000)
+    expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("fog")
+    expect(page.locator("#txt2img_seed input")).to_have_value("4242")
+    expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("7")
+    expect(page.locator("#txt2img_width input[type=number]")).to_have_value("96")
+    expect(page.locator("#txt2img_height input[type=number]")).to_have_value("64")
+    expect(page.locator("#txt2img_cfg_scale input[type=number]")).to_have_value("5.5")
+    expect(page.locator("#txt2img_sampling input")).to_have_value("Euler a")
+
+
+def test_styles_and_save_button(page, server, data_dir):
+    page.goto(server.url + "/")
+    page.locator("#txt2img_styles_edit").click()  # open the accordion
+    name = page.locator("#txt2img_edit_style_name input")
+    name.fill("Cinematic")
+    name.press("Enter")
+    page.locator("#txt2img_edit_style_prompt textarea").fill("cinematic still of {prompt}, film grain")
+    page.locator("#txt2img_edit_style_save").click()
+    expect(page.locator("#txt2img_edit_style_message")).to_contain_text("Saved style Cinematic", timeout=10_000)
+    assert "Cinematic" in (data_dir / "styles.csv").read_text(encoding="utf-8-sig")
+
+    styles_box = page.locator("#txt2img_styles input")
+    styles_box.click()
+    page.get_by_role("option", name="Cinematic").click()
+    page.locator("#txt2img_prompt textarea").fill("a harbor")
+    page.locator("#txt2img_steps input[type=number]").fill("2")
+    page.locator("#txt2img_width input[type=number]").fill("64")
+    page.locator("#txt2img_height input[type=number]").fill("64")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#txt2img_generation_info textarea")).to_have_value(
+        re.compile(r"^cinematic still of a harbor, film grain\n"), timeout=60_000)
+    assert [s["name"] for s in requests.get(server.url + "/sdapi/v1/prompt-styles", timeout=10).json()] == ["Cinematic"]
+
+    page.locator("#save_txt2img").click()
+    log_csv = data_dir / "log" / "images" / "log.csv"
+    deadline = time.time() + 20
+    while not log_csv.exists() and time.time() < deadline:
+        page.wait_for_timeout(200)
+    assert "cinematic still of a harbor, film grain" in log_csv.read_text(encoding="utf8")
