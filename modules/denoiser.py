@@ -18,8 +18,11 @@ class Guidance:
     cond: prompt_parser.MulticondLearnedConditioning   # positive prompts, AND sub-prompts, schedules
     uncond: list                                       # negative prompts' schedules
     cfg_scale: float
-    time_ids: torch.Tensor | None = None       # SDXL size/crop conditioning, [B, 6]
+    time_ids: torch.Tensor | None = None       # SDXL size/crop conditioning, [B, 6] (refiner: [B, 5])
+    uncond_time_ids: torch.Tensor | None = None  # the refiner's negative side has its own aesthetic score
     image_cond: torch.Tensor | None = None     # inpainting UNets: [B, 5, h, w] mask + masked latent
+    s_min_uncond: float = 0.0                  # NGMS: below this sigma skip the unconditional pass
+    s_min_uncond_all: bool = False             # ... on every evaluation, not every second one
 
 
 def _split(c):
@@ -40,6 +43,7 @@ class CFGDenoiser:
         self.step = 0  # the schedule counter: one per evaluation (prompt-syntax.md §7)
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
+        self.skipped_uncond = False  # NGMS happened (infotext)
         self.dtype = next(unet.parameters()).dtype
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond):
@@ -67,6 +71,9 @@ class CFGDenoiser:
         g = self.guidance
         conds_list, cond = prompt_parser.reconstruct_multicond_batch(g.cond, self.step)
         uncond = prompt_parser.reconstruct_cond_batch(g.uncond, self.step)
+        # NGMS (prompt-syntax.md §13): at small sigma, on every second evaluation, no negative pass
+        skip_uncond = (g.s_min_uncond > 0 and float(sigma[0]) < g.s_min_uncond
+                       and (self.step % 2 == 0 or g.s_min_uncond_all))
         self.step += 1
 
         # one row per sub-prompt of each image, then one unconditional row per image
@@ -75,21 +82,28 @@ class CFGDenoiser:
         def per_row(t):
             return None if t is None else t[rows]
 
+        uncond_ids = g.uncond_time_ids if g.uncond_time_ids is not None else g.time_ids
         cond_ctx, cond_vec = _split(cond)
         uncond_ctx, uncond_vec = _split(uncond)
-        if cond_ctx.shape[1] == uncond_ctx.shape[1]:
+        if skip_uncond:
+            self.skipped_uncond = True
+            d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
+                                   per_row(g.image_cond))
+            # each image's first sub-prompt stands in for its unconditional prediction
+            d_uncond = torch.stack([d_cond[conds[0][0]] for conds in conds_list])
+        elif cond_ctx.shape[1] == uncond_ctx.shape[1]:
             def both(a, b):
                 return None if a is None else torch.cat([a, b])
             denoised = self._denoise(
                 both(x[rows], x), both(sigma[rows], sigma), both(cond_ctx, uncond_ctx),
-                both(cond_vec, uncond_vec), both(per_row(g.time_ids), g.time_ids),
+                both(cond_vec, uncond_vec), both(per_row(g.time_ids), uncond_ids),
                 both(per_row(g.image_cond), g.image_cond))
             d_cond, d_uncond = denoised[:len(rows)], denoised[len(rows):]
         else:
             # prompt and negative in different chunk counts: two UNet calls, as A1111 does
             d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
                                    per_row(g.image_cond))
-            d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, g.time_ids, g.image_cond)
+            d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, uncond_ids, g.image_cond)
 
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (conditioning, devices, extra_networks, images, infotext_utils,
-                     previews, prompt_parser, rng, sd_samplers, sd_vae, shared, styles)
-from modules.denoiser import CFGDenoiser, Guidance
+from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
+                     sd_vae, shared, styles)
 from modules.noise_schedule import DiscreteSchedule
+from modules.sampling_pass import PassSpec, run_pass
 from modules.state import Interrupted
 
 opt_C = 4  # latent channels (A1111's name)
@@ -81,6 +81,18 @@ class StableDiffusionProcessing:
 
     is_txt2img = False
     outdir_setting = "outdir_txt2img_samples"
+
+    def record_embeddings(self, used: dict) -> None:
+        """Infotext `TI hashes`: "name: hash12, ..." of the embeddings the prompts used."""
+        if not used or not shared.opts.textual_inversion_add_hashes_to_infotext:
+            return
+        known = dict(item.split(": ", 1)
+                     for item in self.extra_generation_params.get("TI hashes", "").split(", ") if item)
+        for name, embedding in used.items():
+            if getattr(embedding, "shorthash", None):
+                known[name.replace(":", "").replace(",", "")] = embedding.shorthash
+        if known:
+            self.extra_generation_params["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
 
     def comment(self, text: str) -> None:
         """A note for the user about this job (shown under the result, API info.comments)."""
@@ -206,7 +218,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Variation seed strength": p.subseed_strength or None,
         "Seed resize from": (f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"
                              if p.seed_resize_from_w > 0 and p.seed_resize_from_h > 0 else None),
-        "Denoising strength": p.denoising_strength if not p.is_txt2img else None,
+        "Denoising strength": p.denoising_strength if (not p.is_txt2img or getattr(p, "enable_hr", False)) else None,
         "Clip skip": clip_skip if clip_skip > 1 else None,
         "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
         "Tiling": "True" if p.tiling else None,
@@ -229,24 +241,6 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append("width and height must be at least 8")
     if problems:
         raise GenerationError("; ".join(problems))
-
-
-def _time_ids(p, batch: int) -> torch.Tensor:
-    """SDXL size conditioning: original size, crop top-left, target size (h, w order)."""
-    opts = shared.opts
-    ids = [p.height, p.width, opts.sdxl_crop_top, opts.sdxl_crop_left, p.height, p.width]
-    return torch.tensor([ids] * batch, dtype=torch.float32)
-
-
-def _inpainting_image_cond(model, batch: int, height: int, width: int) -> torch.Tensor:
-    """txt2img on an inpainting UNet: everything is 'masked' (mask 1) over a neutral grey image."""
-    device = model.device_config.device
-    vae = model.vae
-    with torch.no_grad(), devices.on_device(vae, model.device_config):
-        grey = torch.zeros(1, 3, height, width, device=device, dtype=next(vae.parameters()).dtype)
-        latent = vae.encode(grey).latent_dist.mode().float() * model.vae_scaling_factor
-    mask = torch.ones(1, 1, latent.shape[2], latent.shape[3], device=device)
-    return torch.cat([mask, latent], dim=1).expand(batch, -1, -1, -1)
 
 
 @torch.no_grad()
@@ -289,116 +283,9 @@ def strip_comments(text: str) -> str:
     return "\n".join("" if line.startswith("#") else line.split("#", 1)[0] for line in text.split("\n"))
 
 
-class _JobEncoder:
-    """What prompt_parser calls to encode texts: our encoder, collecting the embeddings used."""
-
-    def __init__(self, model, used_embeddings: dict):
-        self.model = model
-        self.used_embeddings = used_embeddings
-
-    def get_learned_conditioning(self, texts):
-        return conditioning.encode(self.model, list(texts),
-                                   is_negative=getattr(texts, "is_negative_prompt", False),
-                                   used_embeddings=self.used_embeddings)
-
-
-def schedule_steps(p, sampler: sd_samplers.SamplerData) -> int:
+def schedule_steps(steps: int, sampler: sd_samplers.SamplerData) -> int:
     """Steps the prompt schedules are built for: doubled for second-order samplers (§7)."""
-    return p.steps * 2 if sampler.second_order else p.steps
-
-
-def _cond_cache_key(p, prompts, steps, is_negative: bool) -> tuple:
-    opts = shared.opts
-    db = getattr(p.sd_model, "embedding_db", None)
-    # which embeddings exist (and which files they came from) changes what a prompt encodes to
-    embeddings = tuple((name, e.hash) for name, e in db.word_embeddings.items()) if db else ()
-    return (is_negative, tuple(prompts), steps, opts.CLIP_stop_at_last_layers, opts.emphasis,
-            opts.comma_padding_backtrack, opts.sdxl_clip_l_skip, embeddings, p.width, p.height)
-
-
-def get_conds(p, model, prompts, negatives, steps):
-    """(multicond for the prompts, schedules for the negatives), reusing the last job's conds
-    when nothing that shapes them changed (setting persistent_cond_cache)."""
-    used = {}
-    encoder = _JobEncoder(model, used)
-    cache = model.cond_cache if shared.opts.persistent_cond_cache else {}
-    key_c = _cond_cache_key(p, prompts, steps, False)
-    key_uc = _cond_cache_key(p, negatives, steps, True)
-    with contextlib.ExitStack() as stack:  # --medvram: text encoders on the device only meanwhile
-        if key_c not in cache or key_uc not in cache:
-            for encoder_module in model.text_encoders:
-                stack.enter_context(devices.on_device(encoder_module, model.device_config))
-        if key_c not in cache:
-            cache[key_c] = (prompt_parser.get_multicond_learned_conditioning(encoder, prompts, steps), used.copy())
-        if key_uc not in cache:
-            negative = prompt_parser.SdConditioning(negatives, is_negative_prompt=True)
-            cache[key_uc] = (prompt_parser.get_learned_conditioning(encoder, negative, steps), dict(used))
-    for key in list(cache):  # A1111 keeps only the last conds
-        if key not in (key_c, key_uc):
-            del cache[key]
-    (cond, used_c), (uncond, used_uc) = cache[key_c], cache[key_uc]
-    return cond, uncond, {**used_c, **used_uc}
-
-
-def _sample_batch(p, model, prompts, negatives, seeds, subseeds) -> torch.Tensor:
-    """Run the sampler for one batch; returns the final latents."""
-    state = shared.state
-    opts = shared.opts
-    device = model.device_config.device
-    sampler = sd_samplers.find_sampler(p.sampler_name)
-    cond, uncond, used_embeddings = get_conds(p, model, prompts, negatives, schedule_steps(p, sampler))
-    _record_embeddings(p, used_embeddings)
-    schedule = DiscreteSchedule(model.alphas_cumprod)
-    sigmas, sigma_keys = sd_samplers.compute_sampler_sigmas(sampler, p.scheduler or "Automatic", p.steps,
-                                                            schedule, opts, model.is_sdxl)
-    factor, noise_keys = sd_samplers.initial_noise_multiplier(sampler, sigmas, opts)
-    options = sd_samplers.solver_options(sampler, p, opts)
-    p.extra_generation_params.update({**sigma_keys, **noise_keys,
-                                      **sd_samplers.infotext_options(sampler, options, opts)})
-    sigmas = sigmas.to(device)
-
-    latent_shape = (opt_C, p.height // opt_f, p.width // opt_f)
-    noise = rng.ImageRNG(latent_shape, seeds, subseeds, p.subseed_strength,
-                         p.seed_resize_from_h, p.seed_resize_from_w,
-                         source=opts.randn_source, device=device,
-                         eta_noise_seed_delta=opts.eta_noise_seed_delta)
-    x = noise.first().to(device) * factor
-
-    guidance = Guidance(
-        cond=cond, uncond=uncond, cfg_scale=p.cfg_scale,
-        time_ids=_time_ids(p, len(prompts)).to(device) if model.is_sdxl else None,
-        image_cond=(_inpainting_image_cond(model, len(prompts), p.height, p.width)
-                    if model.is_inpainting else None))
-    denoiser = CFGDenoiser(model.unet, schedule, model.parameterization, guidance,
-                           step_callback=state.check_stop)
-    state.sampling_steps = p.steps
-
-    every = opts.show_progress_every_n_steps
-
-    def on_step(info):
-        state.sampling_step = info["i"] + 1
-        state.current_latent = info["denoised"]
-        if opts.live_previews_enable and every > 0 and state.sampling_step % every == 0:
-            state.set_current_image(previews.preview(model, info["denoised"], opts.show_progress_type,
-                                                     opts.show_progress_grid))
-
-    with devices.on_device(model.unet, model.device_config):
-        return sd_samplers.run_sampler(sampler, denoiser, x, sigmas, options, noise.noise_sampler, seeds,
-                                       callback=on_step, schedule=schedule,
-                                       disable=shared.cmd_opts.disable_console_progressbars or None)
-
-
-def _record_embeddings(p, used: dict) -> None:
-    """Infotext `TI hashes`: "name: hash12, ..." of the embeddings the prompts used."""
-    if not used or not shared.opts.textual_inversion_add_hashes_to_infotext:
-        return
-    known = dict(item.split(": ", 1) for item in p.extra_generation_params.get("TI hashes", "").split(", ") if item)
-    for name, embedding in used.items():
-        shorthash = getattr(embedding, "shorthash", None)
-        if shorthash:
-            known[name.replace(":", "").replace(",", "")] = shorthash
-    if known:
-        p.extra_generation_params["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
+    return steps * 2 if sampler.second_order else steps
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
@@ -414,13 +301,167 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     opts = shared.opts
     p.width, p.height = p.width - p.width % 8, p.height - p.height % 8
     p.sd_model = shared.model_holder.ensure_for_job()
-    sampler = sd_samplers.find_sampler(p.sampler_name)
-    p.sampler_name = sampler.name
+    base = p.sd_model
+    p.sampler = sd_samplers.find_sampler(p.sampler_name)
+    p.sampler_name = p.sampler.name
+    p.refiner = _optional_checkpoint(p.refiner_checkpoint, "Use same checkpoint")
     p.job_timestamp = state.job_timestamp if state.job else time.strftime("%Y%m%d%H%M%S")
     if p.tiling is None:
         p.tiling = opts.tiling
-    with seamless_tiling(p.sd_model, p.tiling):
-        return _generate(p)
+    if getattr(p, "enable_hr", False):
+        _setup_hires(p)
+    try:
+        with seamless_tiling(p.sd_model, p.tiling):
+            return _generate(p)
+    finally:
+        if shared.model_holder.sd_model is not base:  # hires checkpoint / refiner: back to the main one
+            shared.model_holder.switch_to(base.sd_checkpoint_info)
+
+
+def _optional_checkpoint(name, same_label) -> "sd_models.CheckpointInfo | None":
+    if not name or name in ("None", same_label):
+        return None
+    return sd_models.find_checkpoint(name)
+
+
+def _prepare_prompts(p, prompt: str, negative: str) -> tuple[str, str]:
+    """Styles, then comments (prompt-syntax.md §1 stages 1-2)."""
+    if p.styles:
+        database = styles.get_database()
+        unknown = [name for name in p.styles if name not in database.styles]
+        if unknown:
+            raise GenerationError(f"Style not found: {', '.join(unknown)}")
+        prompt = database.apply_styles_to_prompt(prompt, p.styles)
+        negative = database.apply_negative_styles_to_prompt(negative, p.styles)
+    if shared.opts.enable_prompt_comments:
+        prompt, negative = strip_comments(prompt), strip_comments(negative)
+    return prompt, negative
+
+
+def _setup_hires(p) -> None:
+    """Hires fix settings resolved at job start, and their infotext keys in A1111's order."""
+    if p.firstphase_width or p.firstphase_height:  # pre-2023 API: width/height are the final size
+        p.hr_resize_x, p.hr_resize_y = p.width, p.height
+        p.width = p.firstphase_width or p.width
+        p.height = p.firstphase_height or p.height
+    if p.denoising_strength is None:
+        p.denoising_strength = 0.7  # the UI default; A1111 fails on null here (api.md §8.7)
+    try:
+        p.hr_upscaler = hires.check_upscaler(p.hr_upscaler)
+    except hires.UnknownUpscaler as e:
+        raise GenerationError(str(e)) from None
+    p.hr_target = hires.hires_target(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
+    p.hr_checkpoint = _optional_checkpoint(p.hr_checkpoint_name, "Use same checkpoint")
+    p.hr_sampler = sd_samplers.find_sampler(p.hr_sampler_name) \
+        if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler" else p.sampler
+    p.hr_scheduler_label = p.hr_scheduler if p.hr_scheduler and p.hr_scheduler != "Use same scheduler" \
+        else p.scheduler
+    hr_prompt = p.hr_prompt or p.prompt
+    hr_negative = p.hr_negative_prompt or p.negative_prompt
+    p.hr_prompt_text, p.hr_negative_text = _prepare_prompts(p, hr_prompt, hr_negative)
+
+    params = p.extra_generation_params
+    if p.hr_checkpoint is not None:
+        params["Hires checkpoint"] = p.hr_checkpoint.short_title
+    if p.hr_sampler is not p.sampler:
+        params["Hires sampler"] = p.hr_sampler.name
+    if p.hr_prompt and p.hr_prompt != p.prompt:
+        params["Hires prompt"] = p.hr_prompt_text
+    if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
+        params["Hires negative prompt"] = p.hr_negative_text
+    schedule = DiscreteSchedule(p.sd_model.alphas_cumprod)
+    labels = [sd_samplers.compute_sampler_sigmas(sampler, label or "Automatic", 1, schedule, shared.opts,
+                                                 p.sd_model.is_sdxl)[1]["Schedule type"]
+              for sampler, label in ((p.sampler, p.scheduler), (p.hr_sampler, p.hr_scheduler_label))]
+    if labels[0] != labels[1]:
+        params["Hires schedule type"] = labels[1]
+    params.update(p.hr_target.infotext)
+    if p.hr_second_pass_steps:
+        params["Hires steps"] = p.hr_second_pass_steps
+    if p.hr_upscaler:
+        params["Hires upscaler"] = p.hr_upscaler
+
+
+def _refiner_for(p, hires_pass: bool):
+    """The refiner for this pass (setting hires_fix_refiner_pass decides with hires fix on)."""
+    if p.refiner is None:
+        return None
+    if not getattr(p, "enable_hr", False):
+        return p.refiner
+    where = shared.opts.hires_fix_refiner_pass
+    if where != "second pass":
+        p.extra_generation_params["Hires refiner"] = where
+    wanted = ("second pass", "both passes") if hires_pass else ("first pass", "both passes")
+    return p.refiner if where in wanted else None
+
+
+def _first_pass(p, prompts, negatives) -> PassSpec:
+    return PassSpec(sampler=p.sampler, scheduler=p.scheduler, steps=p.steps, width=p.width, height=p.height,
+                    prompts=prompts, negatives=negatives, cond_steps=schedule_steps(p.steps, p.sampler),
+                    refiner=_refiner_for(p, False), refiner_switch_at=p.refiner_switch_at or 1.0)
+
+
+@torch.no_grad()
+def encode_images(model, pil_images, seeds) -> torch.Tensor:
+    """Images -> latents: a sample of the VAE's Gaussian, drawn from the image's seed (§3.8)."""
+    device = model.device_config.device
+    vae = model.vae
+    latents = []
+    with devices.on_device(vae, model.device_config):
+        dtype = next(vae.parameters()).dtype
+        for image, seed in zip(pil_images, seeds):
+            pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1)
+            dist = vae.encode(pixels.permute(2, 0, 1)[None].to(device, dtype)).latent_dist
+            noise = torch.randn(dist.mean.shape, generator=torch.Generator("cpu").manual_seed(int(seed)))
+            latents.append((dist.mean + dist.std * noise.to(device, dist.mean.dtype)).float())
+    return torch.cat(latents) * model.vae_scaling_factor
+
+
+def _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model):
+    """Upscale the first pass and sample it again at the hires size (generation.md §5)."""
+    target = p.hr_target
+    opts = shared.opts
+    if p.hr_upscaler in hires.LATENT_UPSCALE_MODES:
+        z = hires.upscale_latents(latents, p.hr_upscaler, target.width, target.height)
+    else:
+        upscaled = [hires.upscale_image(image, p.hr_upscaler, target.width, target.height)
+                    for image in to_pil(decode_latents(model, latents))]
+        z = encode_images(model, upscaled, seeds)
+    z = hires.truncate(z, target)
+    if p.hr_checkpoint is not None:
+        model = shared.model_holder.switch_to(p.hr_checkpoint)
+    if p.denoising_strength == 0:
+        return z, model  # a pure upscale (api.md §8.7)
+    if opts.hires_fix_use_firstpass_conds:
+        hr_prompts, hr_negatives = prompts, negatives
+    else:
+        hr_prompts, data = extra_networks.parse_prompts([p.hr_prompt_text] * len(prompts))
+        hr_negatives, _ = extra_networks.parse_prompts([p.hr_negative_text] * len(prompts))
+        if not p.disable_extra_networks:
+            extra_networks.activate(p, data)
+    steps = p.hr_second_pass_steps or p.steps
+    spec = PassSpec(sampler=p.hr_sampler, scheduler=p.hr_scheduler_label, steps=steps,
+                    width=target.final_width, height=target.final_height, prompts=hr_prompts,
+                    negatives=hr_negatives, cond_steps=schedule_steps(p.steps, p.sampler),
+                    hires_steps=schedule_steps(steps, p.hr_sampler), init_latent=z,
+                    denoising_strength=p.denoising_strength, refiner=_refiner_for(p, True),
+                    refiner_switch_at=p.refiner_switch_at or 1.0)
+    x = run_pass(p, model, spec, seeds, subseeds)
+    return x, shared.model_holder.sd_model
+
+
+def _save_one(p, image, text, seed, prompt, suffix="") -> None:
+    opts = shared.opts
+    folder = p.outpath_samples or opts.outdir_samples or getattr(opts, p.outdir_setting)
+    images.save_image(image, folder, "", seed, prompt, opts.samples_format, info=text, p=p, suffix=suffix)
+
+
+def _save_batch(p, pil_images, iteration, batch, suffix) -> None:
+    for i, image in enumerate(pil_images):
+        p.batch_index = i
+        text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, iteration=iteration,
+                               position_in_batch=i)
+        _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i], suffix)
 
 
 def _generate(p: StableDiffusionProcessing) -> Processed:
@@ -431,22 +472,14 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     seed = rng.get_fixed_seed(p.seed)
     subseed = rng.get_fixed_seed(p.subseed)
     p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
-    prompt, negative = p.prompt, p.negative_prompt
-    if p.styles:
-        database = styles.get_database()
-        unknown = [name for name in p.styles if name not in database.styles]
-        if unknown:
-            raise GenerationError(f"Style not found: {', '.join(unknown)}")
-        prompt = database.apply_styles_to_prompt(prompt, p.styles)
-        negative = database.apply_negative_styles_to_prompt(negative, p.styles)
-    if opts.enable_prompt_comments:
-        prompt, negative = strip_comments(prompt), strip_comments(negative)
+    prompt, negative = _prepare_prompts(p, p.prompt, p.negative_prompt)
     p.all_prompts = [prompt] * count
     p.all_negative_prompts = [negative] * count
     p.seed, p.subseed = seed, subseed
+    enable_hr = getattr(p, "enable_hr", False)
 
     output_images, infotexts = [], []
-    state.job_count = p.n_iter
+    state.job_count = p.n_iter * (2 if enable_hr else 1)  # the hires pass counts as a job of its own
     interrupted = False
     for n in range(p.n_iter):
         p.iteration = n
@@ -459,26 +492,31 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         negatives, _ = extra_networks.parse_prompts(p.all_negative_prompts[batch])
         if not p.disable_extra_networks:
             extra_networks.activate(p, network_data)
+        seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         try:
-            latents = _sample_batch(p, p.sd_model, prompts, negatives,
-                                    p.all_seeds[batch], p.all_subseeds[batch])
+            model = p.sd_model
+            latents = run_pass(p, model, _first_pass(p, prompts, negatives), seeds, subseeds)
+            model = shared.model_holder.sd_model  # the refiner may have taken over
+            if enable_hr:
+                if opts.save_images_before_highres_fix and not p.do_not_save_samples:
+                    _save_batch(p, to_pil(decode_latents(model, latents)), n, batch, "-before-highres-fix")
+                state.nextjob()
+                latents, model = _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model)
         except Interrupted:
             if state.interrupted:
                 interrupted = True
                 break
             state.nextjob()  # skip: abandon this batch, go on with the next
             continue
-        if p.sd_model.device_config.nan_check and torch.isnan(latents).any():
+        if model.device_config.nan_check and torch.isnan(latents).any():
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
-        for i, image in enumerate(to_pil(decode_latents(p.sd_model, latents))):
+        for i, image in enumerate(to_pil(decode_latents(model, latents))):
             p.batch_index = i
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
             if not p.do_not_save_samples and opts.samples_save:
-                images.save_image(image, p.outpath_samples or opts.outdir_samples or getattr(opts, p.outdir_setting),
-                                  "", p.all_seeds[batch][i], p.all_prompts[batch][i],
-                                  opts.samples_format, info=text, p=p)
+                _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)
             infotexts.append(text)
         state.nextjob()

@@ -8,7 +8,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from modules import infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
+from modules import hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
 from modules.api import models
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
@@ -109,6 +109,8 @@ class Api:
         r.add_api_route("/cmd-flags", self.get_cmd_flags, methods=["GET"])
         r.add_api_route("/samplers", self.get_samplers, methods=["GET"], response_model=list[models.SamplerItem])
         r.add_api_route("/schedulers", self.get_schedulers, methods=["GET"])
+        r.add_api_route("/upscalers", self.get_upscalers, methods=["GET"])
+        r.add_api_route("/latent-upscale-modes", self.get_latent_upscale_modes, methods=["GET"])
         r.add_api_route("/sd-models", self.get_sd_models, methods=["GET"], response_model=list[models.SDModelItem])
         r.add_api_route("/sd-vae", self.get_sd_vaes, methods=["GET"], response_model=list[models.SDVaeItem])
         r.add_api_route("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
@@ -209,6 +211,13 @@ class Api:
         from modules import sd_schedulers
         return [{"name": s.name, "label": s.label, "aliases": s.aliases, "default_rho": s.default_rho,
                  "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
+
+    def get_upscalers(self):
+        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                for name in ("None", *hires.IMAGE_UPSCALERS)]
+
+    def get_latent_upscale_modes(self):
+        return [{"name": name} for name in hires.LATENT_UPSCALE_MODES]
 
     def get_sd_models(self):
         return [{"title": info.title, "model_name": info.model_name, "hash": info.shorthash,

@@ -31,7 +31,7 @@ def decode(b64: str) -> Image.Image:
 def test_sd_models_lists_every_tiny_checkpoint(server):
     items = get(server, "/sd-models").json()
     names = sorted(item["model_name"] for item in items)
-    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd2-v", "tiny-sdxl"]
+    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd2-v", "tiny-sdxl", "tiny-sdxl-refiner"]
     for item in items:
         assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config"}
         if item["hash"]:
@@ -232,3 +232,27 @@ def test_samplers_schedulers_and_legacy_names(server):
     assert "Sampler: Euler a, Schedule type: Exponential" in info["infotexts"][0]
     bad = post(server, "/txt2img", {"prompt": "x", "scheduler": "Karas", **SMALL})
     assert bad.status_code == 422 and "Karras" in bad.json()["detail"]
+
+
+def test_hires_fix_and_refiner_through_the_api(server):
+    modes = [m["name"] for m in get(server, "/latent-upscale-modes").json()]
+    assert modes == ["Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+                     "Latent (nearest)", "Latent (nearest-exact)"]
+    assert [u["name"] for u in get(server, "/upscalers").json()][:3] == ["None", "Lanczos", "Nearest"]
+    body = {"prompt": "x", "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Lanczos",
+            "override_settings": {"sd_model_checkpoint": "tiny-sd1"}, **SMALL}
+    data = post(server, "/txt2img", body).json()
+    assert decode(data["images"][0]).size == (96, 96)
+    info = json.loads(data["info"])
+    assert "Denoising strength: 0.7" in info["infotexts"][0] and "Hires upscaler: Lanczos" in info["infotexts"][0]
+    # pre-2023 form: width/height are the final size
+    legacy = post(server, "/txt2img", {"prompt": "x", "enable_hr": True, "firstphase_width": 64,
+                                       "firstphase_height": 64, "width": 128, "height": 64, "steps": 2}).json()
+    assert decode(legacy["images"][0]).size == (128, 64)
+    bad = post(server, "/txt2img", {**body, "hr_upscaler": "ESRGAN_4x"})
+    assert bad.status_code == 422 and "Upscaler 'ESRGAN_4x' not found" in bad.json()["detail"]
+    bad = post(server, "/txt2img", {"prompt": "x", "refiner_checkpoint": "nope", **SMALL})
+    assert bad.status_code == 422
+    refined = post(server, "/txt2img", {"prompt": "x", "refiner_checkpoint": "tiny-sd2-v",
+                                        "refiner_switch_at": 0.5, **SMALL}).json()
+    assert "Refiner: tiny-sd2-v [" in json.loads(refined["info"])["infotexts"][0]

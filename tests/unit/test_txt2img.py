@@ -5,6 +5,7 @@ import torch
 
 from modules import processing, sd_models
 from modules.models.loader import ModelLoadError, load_checkpoint
+from modules.sampling_pass import run_pass
 
 PROMPT, NEGATIVE = "a photograph of an astronaut riding a horse", "blurry"
 
@@ -81,8 +82,8 @@ def test_txt2img_equals_hand_driven_diffusers_loop(webui_session, data_dir):
 
     # and the latents agree to 1e-4 before quantisation
     model = shared.model_holder.sd_model
-    latents = shared.job_queue.run(lambda: processing._sample_batch(
-        p, model, [PROMPT], [NEGATIVE], [seed], [0]))
+    latents = shared.job_queue.run(lambda: run_pass(p, model, processing._first_pass(p, [PROMPT], [NEGATIVE]),
+                                                    [seed], [0]))
     assert torch.allclose(latents, x, atol=1e-4, rtol=0)
 
 
