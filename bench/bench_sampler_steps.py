@@ -81,14 +81,16 @@ def per_step(args) -> None:
     from modules import cmd_args, processing, sd_samplers, shared
     from modules.tiny_models import write_tiny_checkpoint
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     low, high = args.step_pair
     data_dir = tempfile.mkdtemp(prefix="bench-steps-")
     folder = os.path.join(data_dir, "models", "Stable-diffusion")
     os.makedirs(folder)
     write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors"))
+    # no console progress bar (the diffusers one is off too); no NaN check: random weights in fp16 may
+    # overflow, and the check is a per-image cost that the per-step difference removes anyway
     webui.initialize(cmd_args.parse_args(["--data-dir", data_dir, "--disable-console-progressbars",
-                                          "--no-prompt-history"]))
+                                          "--no-prompt-history", "--disable-nan-check"]))
     model = shared.job_queue.run(shared.model_holder.ensure_for_job)
     device = model.device_config.device
     size = args.size or 64
@@ -118,6 +120,7 @@ def per_step(args) -> None:
             sync(device)
         return lambda: shared.job_queue.run(job)
 
+    ours_job(args.samplers[0], low)()  # first job: one-time messages and lazy set-up, before the table
     print(f"tiny SD1, {size}x{size}, batch 1, CFG {CFG}, device {device}, dtype {model.device_config.dtype}, "
           f"{torch.get_num_threads()} threads")
     print(f"per step = (t{high} - t{low}) / {high - low}, t = best of {args.repeats} whole images; "
@@ -138,7 +141,8 @@ def per_step(args) -> None:
         note = ""
         if calls["ours", high] - calls["ours", low] != calls["diffusers", high] - calls["diffusers", low]:
             note = "  (different number of UNet calls: the ratio is skewed)"
-        print(f"{label:<18}{ours * 1000:>14.3f}{theirs * 1000:>19.3f}{ours / theirs:>8.3f}   "
+        ratio = f"{ours / theirs:8.3f}" if theirs > 0 else "     n/a"  # noise can swamp a tiny step
+        print(f"{label:<18}{ours * 1000:>14.3f}{theirs * 1000:>19.3f}{ratio}   "
               f"{calls['ours', low]}->{calls['ours', high]} | "
               f"{calls['diffusers', low]}->{calls['diffusers', high]}{note}")
     print("target: ratio <= 1.05")
@@ -155,7 +159,7 @@ def full_size(args) -> None:
     from modules.models.loader import family_configs
     from modules.noise_schedule import DiscreteSchedule
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     if args.device:
         device = torch.device(args.device)
     else:
@@ -171,7 +175,9 @@ def full_size(args) -> None:
     config = family_configs("sd1")["unet"]
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(config)  # random init straight on the device
-    unet = unet.to(dtype=dtype).eval().requires_grad_(False)
+    if dtype == torch.float16:
+        unet = unet.half()
+    unet = unet.eval().requires_grad_(False)
     parameters = sum(p.numel() for p in unet.parameters())
 
     # one fixed "encoded prompt" and "encoded negative" instead of a text encoder
@@ -251,6 +257,8 @@ def main():
     parser.add_argument("--full-size", action="store_true",
                         help="instead: it/s of an SD1.5-size UNet at 512x512 (fp16 on CUDA)")
     parser.add_argument("--steps", type=int, default=20, help="steps of the --full-size run")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch CPU threads (default: all cores; 1 is steadier on a busy machine)")
     parser.add_argument("--device", default=None, help="device of the --full-size run (default: cuda if present)")
     args = parser.parse_args()
 
@@ -265,8 +273,8 @@ def main():
         parser.error("--step-pair takes two integers, e.g. 10,40")
     if len(args.step_pair) != 2 or args.step_pair[0] < 1 or args.step_pair[0] == args.step_pair[1]:
         parser.error("--step-pair takes two different positive step counts, e.g. 10,40")
-    if args.repeats < 1 or args.steps < 1:
-        parser.error("--repeats and --steps must be at least 1")
+    if args.repeats < 1 or args.steps < 1 or args.threads < 1:
+        parser.error("--repeats, --steps and --threads must be at least 1")
 
     if args.full_size:
         full_size(args)

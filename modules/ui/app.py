@@ -13,9 +13,10 @@ def create_ui() -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
-            txt2img_fields = txt2img.create()
+            txt2img_tab = txt2img.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
-        png_info.bind_send_button(pnginfo["send_buttons"]["txt2img"], pnginfo["generation_info"],
-                                  [(component, key) for key, component in txt2img_fields.items()],
-                                  tabs=tabs, tab_id="txt2img")
+        pnginfo["send_buttons"]["txt2img"].click(
+            lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
+            inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
+            show_progress="hidden", api_visibility="private")
     return demo

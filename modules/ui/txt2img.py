@@ -1,66 +1,115 @@
-"""The txt2img tab: prompt boxes, the basic settings, Generate/Interrupt, gallery and infotext."""
+"""The txt2img tab: prompts, sampler and schedule, size and batch, seed (with variation and resize
+from), hires fix, refiner, tiling; Generate / Interrupt / Skip, gallery with live preview, infotext,
+Save / Zip, styles, and reading parameters back from infotext."""
 import html
 import os
 
 import gradio as gr
 
-from modules import jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
-from modules.ui import save_outputs, styles_ui
+from modules import hires, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
 from modules.models.loader import ModelLoadError
+from modules.ui import save_outputs, styles_ui
 from modules.ui.jobs_ui import watch_job
 
 # Errors whose message tells the user what to do; anything else is a bug and shows its type too.
 USER_ERRORS = (processing.GenerationError, sd_models.NoModelError, sd_models.CheckpointNotFound,
-               sd_samplers.SamplerNotFound, ModelLoadError)
+               sd_samplers.SamplerNotFound, ModelLoadError, ValueError)
+
+SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER = "Use same checkpoint", "Use same sampler", "Use same scheduler"
+
+# processing field -> infotext key, for "Read parameters" and PNG Info's "Send to txt2img"
+INFOTEXT_KEYS = {
+    "prompt": "Prompt", "negative_prompt": "Negative prompt", "sampler_name": "Sampler",
+    "scheduler": "Schedule type", "steps": "Steps", "cfg_scale": "CFG scale", "seed": "Seed",
+    "width": "Size-1", "height": "Size-2", "batch_size": "Batch size", "subseed": "Variation seed",
+    "subseed_strength": "Variation seed strength", "seed_resize_from_w": "Seed resize from-1",
+    "seed_resize_from_h": "Seed resize from-2", "denoising_strength": "Denoising strength",
+    "hr_scale": "Hires upscale", "hr_upscaler": "Hires upscaler", "hr_second_pass_steps": "Hires steps",
+    "hr_resize_x": "Hires resize-1", "hr_resize_y": "Hires resize-2", "hr_checkpoint_name": "Hires checkpoint",
+    "hr_sampler_name": "Hires sampler", "hr_scheduler": "Hires schedule type", "hr_prompt": "Hires prompt",
+    "hr_negative_prompt": "Hires negative prompt", "refiner_checkpoint": "Refiner",
+    "refiner_switch_at": "Refiner switch at", "styles": "Styles array",
+}
+INT_FIELDS = {"steps", "seed", "width", "height", "n_iter", "batch_size", "subseed", "seed_resize_from_w",
+              "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y"}
 
 
-def generate(prompt, negative_prompt, selected_styles, sampler_name, scheduler, steps, cfg_scale, seed, width,
-             height, batch_count, batch_size, request: gr.Request, progress=gr.Progress()):
-    p = processing.StableDiffusionProcessingTxt2Img(
-        prompt=prompt, negative_prompt=negative_prompt, styles=list(selected_styles or []),
-        sampler_name=sampler_name, scheduler=scheduler, steps=int(steps), cfg_scale=float(cfg_scale), seed=int(seed),
-        width=int(width), height=int(height), n_iter=int(batch_count), batch_size=int(batch_size),
-        user=getattr(request, "username", None))
-    watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
-                        task_id=jobs.new_task_id("txt2img"))
-    while True:
-        try:
-            preview = next(watcher)
-        except StopIteration as done:
-            processed = done.value
-            break
-        except USER_ERRORS as e:
-            yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
-            return
-        yield [preview], gr.update(), gr.update(), gr.update()  # live preview while sampling
-    for image, text in zip(processed.images, processed.infotexts):
-        image.info["parameters"] = text  # Gradio writes it into the PNG it serves
-    notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
-    yield processed.images, processed.info, notes, processed.infotexts
+def _job_fields(controls: dict, values: list) -> dict:
+    fields = dict(zip(controls, values))
+    for name in INT_FIELDS:
+        fields[name] = int(fields[name])
+    fields["styles"] = list(fields["styles"] or [])
+    if not fields.pop("refiner_enabled"):
+        fields["refiner_checkpoint"] = None
+    if fields["refiner_checkpoint"] == "None":
+        fields["refiner_checkpoint"] = None
+    if not fields.pop("variation_enabled"):
+        fields.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
+    return fields
 
 
-# infotext key for each pasted field, in the order of PASTE_FIELDS below
-PASTE_KEYS = ["Prompt", "Negative prompt", "Sampler", "Schedule type", "Steps", "CFG scale", "Seed",
-              "Size-1", "Size-2"]
+def make_generate(controls: dict):
+    def generate(request: gr.Request, *values, progress=gr.Progress()):
+        p = processing.StableDiffusionProcessingTxt2Img(**_job_fields(controls, values),
+                                                       user=getattr(request, "username", None))
+        watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
+                            task_id=jobs.new_task_id("txt2img"))
+        while True:
+            try:
+                preview = next(watcher)
+            except StopIteration as done:
+                processed = done.value
+                break
+            except USER_ERRORS as e:
+                yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
+                return
+            yield [preview], gr.update(), gr.update(), gr.update()  # live preview while sampling
+        for image, text in zip(processed.images, processed.infotexts):
+            image.info["parameters"] = text  # Gradio writes it into the PNG it serves
+        notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
+        yield processed.images, processed.info, notes, processed.infotexts
+    return generate
 
 
-def paste_parameters(prompt: str):
-    """The paste button: infotext typed into the prompt box, or the last generation's (params.txt)
-    when the box is empty, goes into the fields (honouring infotext_skip_pasting, send_seed, send_size)."""
+def values_from_infotext(text: str, names: list[str]) -> list:
+    """Updates for the named controls from an infotext (None/skip where it says nothing), with the
+    hires section switched on when the infotext has hires keys (api.md §8.9)."""
     from modules.ui.png_info import fields_from_infotext
+    keys = [INFOTEXT_KEYS.get(name) for name in names]
+    known = [key for key in keys if key]
+    values = dict(zip(known, fields_from_infotext(text, known, shared.opts.infotext_skip_pasting)))
+    hires_keys = ("Hires upscale", "Hires upscaler", "Hires resize-1")
+    updates = []
+    for name, key in zip(names, keys):
+        if name == "enable_hr":
+            hires_on = values.get("Denoising strength") is not None and any(values.get(k) is not None
+                                                                             for k in hires_keys)
+            updates.append(True if hires_on else gr.skip())
+        elif name == "refiner_enabled":
+            updates.append(True if values.get("Refiner") else gr.skip())
+        elif name == "variation_enabled":
+            updates.append(True if values.get("Variation seed strength") else gr.skip())
+        else:
+            value = values.get(key) if key else None
+            updates.append(gr.skip() if value is None else value)
+    return updates
+
+
+def paste_parameters(prompt: str, names: list[str]):
+    """The "Read parameters" button: infotext typed into the prompt box, or the last generation's
+    (params.txt) when the box is empty."""
     text = prompt
     if not text.strip():
         if not os.path.exists(shared.paths.params_file):
-            return [gr.skip()] * len(PASTE_KEYS)
+            return [gr.skip()] * len(names)
         with open(shared.paths.params_file, encoding="utf8") as file:
             text = file.read()
-    skip = shared.opts.infotext_skip_pasting
-    return [gr.skip() if value is None else value for value in fields_from_infotext(text, PASTE_KEYS, skip)]
+    return values_from_infotext(text, names)
 
 
 def count_tokens(text: str, steps) -> str:
     """'N/75' (then N/150 ...) as A1111 shows beside the prompt boxes (prompt-syntax.md §9.3)."""
-    from modules import conditioning, processing
+    from modules import conditioning
     model = shared.model_holder.sd_model  # None: counts with the plain CLIP tokenizer
     if shared.opts.enable_prompt_comments:
         text = processing.strip_comments(text)
@@ -68,49 +117,121 @@ def count_tokens(text: str, steps) -> str:
     return f"<span class='token-counter'>{count}/{limit}</span>"
 
 
+def _checkpoint_choices(first: str) -> list[str]:
+    return [first, *sd_models.checkpoint_titles()]
+
+
+def _hires_section(c: dict) -> None:
+    with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+        c["enable_hr"] = gr.Checkbox(label="Enable hires. fix", value=False, elem_id="txt2img_enable_hr")
+        with gr.Row():
+            c["hr_upscaler"] = gr.Dropdown(label="Upscaler", value="Latent", elem_id="txt2img_hr_upscaler",
+                                           choices=[*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS])
+            c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
+                                                  elem_id="txt2img_hires_steps")
+            c["denoising_strength"] = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
+                                                elem_id="txt2img_denoising_strength")
+        with gr.Row():
+            c["hr_scale"] = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
+            c["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                         elem_id="txt2img_hr_resize_x")
+            c["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                         elem_id="txt2img_hr_resize_y")
+        with gr.Row():
+            c["hr_checkpoint_name"] = gr.Dropdown(label="Hires checkpoint", value=SAME_CHECKPOINT,
+                                                  choices=_checkpoint_choices(SAME_CHECKPOINT),
+                                                  allow_custom_value=True, elem_id="txt2img_hr_checkpoint")
+            c["hr_sampler_name"] = gr.Dropdown(label="Hires sampling method", value=SAME_SAMPLER,
+                                               choices=[SAME_SAMPLER, *sd_samplers.visible_sampler_names()],
+                                               elem_id="txt2img_hr_sampler")
+            c["hr_scheduler"] = gr.Dropdown(label="Hires schedule type", value=SAME_SCHEDULER,
+                                            choices=[SAME_SCHEDULER, *(s.label for s in sd_schedulers.schedulers)],
+                                            elem_id="txt2img_hr_scheduler")
+        c["hr_prompt"] = gr.Textbox(label="Hires prompt (empty: same as the prompt)", lines=2,
+                                    elem_id="txt2img_hr_prompt")
+        c["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt (empty: same)", lines=2,
+                                             elem_id="txt2img_hr_neg_prompt")
+
+
+def _refiner_section(c: dict) -> None:
+    with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner"):
+        with gr.Row():
+            c["refiner_enabled"] = gr.Checkbox(label="Enable refiner", value=False, elem_id="txt2img_enable_refiner")
+            c["refiner_checkpoint"] = gr.Dropdown(label="Checkpoint", value="None",
+                                                  choices=_checkpoint_choices("None"),
+                                                  allow_custom_value=True, elem_id="txt2img_refiner_checkpoint")
+            c["refiner_switch_at"] = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
+                                               elem_id="txt2img_refiner_switch_at")
+
+
+def _seed_section(c: dict):
+    with gr.Row():
+        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
+        random_seed = gr.Button("🎲", elem_id="txt2img_random_seed", scale=0, min_width=40)
+        reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", scale=0, min_width=40)
+        c["variation_enabled"] = gr.Checkbox(label="Extra", value=False, elem_id="txt2img_subseed_show", scale=0)
+    with gr.Group(visible=False, elem_id="txt2img_seed_extras") as extras:
+        with gr.Row():
+            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0, elem_id="txt2img_subseed")
+            c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                              elem_id="txt2img_subseed_strength")
+        with gr.Row():
+            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                elem_id="txt2img_seed_resize_from_w")
+            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                                elem_id="txt2img_seed_resize_from_h")
+    c["variation_enabled"].change(lambda on: gr.Group(visible=on), inputs=[c["variation_enabled"]],
+                                  outputs=[extras], queue=False, api_visibility="private")
+    return random_seed, reuse_seed
+
+
 def create() -> dict:
-    """Build the tab; returns its input components by name (for Send to / paste wiring)."""
+    """Build the tab. Returns {"controls": {field: component}, "paste": fn(text) -> updates}."""
+    c: dict = {}
     with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
         with gr.Row():
             with gr.Column(scale=6):
                 with gr.Row():
-                    prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt", scale=10,
-                                        placeholder="Prompt (press Ctrl+Enter to generate)")
+                    c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt", scale=10,
+                                             placeholder="Prompt (press Ctrl+Enter to generate)")
                     prompt_tokens = gr.HTML("<span class='token-counter'>0/75</span>",
                                             elem_id="txt2img_token_counter", min_width=60)
                 with gr.Row():
-                    negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt",
-                                          scale=10)
+                    c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, scale=10,
+                                                      elem_id="txt2img_neg_prompt")
                     negative_tokens = gr.HTML("<span class='token-counter'>0/75</span>",
                                               elem_id="txt2img_negative_token_counter", min_width=60)
             with gr.Column(scale=1, min_width=160):
                 generate_button = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-                interrupt_button = gr.Button("Interrupt", elem_id="txt2img_interrupt")
+                with gr.Row():
+                    interrupt_button = gr.Button("Interrupt", elem_id="txt2img_interrupt")
+                    skip_button = gr.Button("Skip", elem_id="txt2img_skip")
                 # reads infotext from the prompt box, or the last generation's when the box is empty
                 paste_button = gr.Button("Read parameters", elem_id="txt2img_paste")
-        selected_styles = styles_ui.create("txt2img", prompt, negative)
+        c["styles"] = styles_ui.create("txt2img", c["prompt"], c["negative_prompt"])
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    sampler = gr.Dropdown(label="Sampling method", choices=sd_samplers.visible_sampler_names(),
-                                          value="DPM++ 2M", elem_id="txt2img_sampling")
-                    scheduler = gr.Dropdown(label="Schedule type", value="Automatic",
-                                            choices=[s.label for s in sd_schedulers.schedulers],
-                                            elem_id="txt2img_scheduler")
-                steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                    c["sampler_name"] = gr.Dropdown(label="Sampling method", value="DPM++ 2M",
+                                                    choices=sd_samplers.visible_sampler_names(),
+                                                    elem_id="txt2img_sampling")
+                    c["scheduler"] = gr.Dropdown(label="Schedule type", value="Automatic",
+                                                 choices=[s.label for s in sd_schedulers.schedulers],
+                                                 elem_id="txt2img_scheduler")
+                c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                _hires_section(c)
+                _refiner_section(c)
                 with gr.Row():
-                    width = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
-                    height = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
+                    c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+                    c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
                 with gr.Row():
-                    batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                    c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
                                             elem_id="txt2img_batch_count")
-                    batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
-                                           elem_id="txt2img_batch_size")
-                cfg_scale = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-                with gr.Row():
-                    seed = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
-                    random_seed = gr.Button("🎲", elem_id="txt2img_random_seed", scale=0, min_width=40)
-                    reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", scale=0, min_width=40)
+                    c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                                                elem_id="txt2img_batch_size")
+                c["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+                random_seed, reuse_seed = _seed_section(c)
+                c["tiling"] = gr.Checkbox(label="Tiling (seamless texture)", value=False, elem_id="txt2img_tiling")
             with gr.Column():
                 gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="txt2img_gallery",
                                      buttons=["download", "fullscreen"], interactive=False)
@@ -120,23 +241,26 @@ def create() -> dict:
                 infotexts = gr.State([])
                 save_outputs.create_save_buttons(gallery, infotexts, "txt2img")
 
-        inputs = [prompt, negative, selected_styles, sampler, scheduler, steps, cfg_scale, seed, width, height,
-                  batch_count, batch_size]
+        inputs = list(c.values())
         outputs = [gallery, infotext, notes, infotexts]
+        generate = make_generate(c)
         # our own job queue orders the work, so Gradio need not serialise these events
         generate_button.click(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
-        prompt.submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_visibility="private")
-        interrupt_button.click(lambda: shared.state.interrupt(), queue=False, api_visibility="private")
-        # counting never waits for the job queue, so it stays live while an image generates
-        for box, counter in ((prompt, prompt_tokens), (negative, negative_tokens)):
-            box.change(count_tokens, inputs=[box, steps], outputs=[counter], queue=False,
-                       show_progress="hidden", trigger_mode="always_last", api_visibility="private")
-        paste_fields = [prompt, negative, sampler, scheduler, steps, cfg_scale, seed, width, height]
-        paste_button.click(paste_parameters, inputs=[prompt], outputs=paste_fields, queue=False,
+        c["prompt"].submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None,
                            api_visibility="private")
-        random_seed.click(lambda: -1, outputs=[seed], queue=False, api_visibility="private")
-        reuse_seed.click(_last_seed, inputs=[infotext], outputs=[seed], queue=False, api_visibility="private")
-    return dict(zip(PASTE_KEYS, paste_fields))
+        private = {"queue": False, "api_visibility": "private"}
+        interrupt_button.click(lambda: shared.state.interrupt(), **private)
+        skip_button.click(lambda: shared.state.skip(), **private)
+        # counting never waits for the job queue, so it stays live while an image generates
+        for box, counter in ((c["prompt"], prompt_tokens), (c["negative_prompt"], negative_tokens)):
+            box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
+                       trigger_mode="always_last", **private)
+        names = list(c)
+        paste_button.click(lambda text: paste_parameters(text, names), inputs=[c["prompt"]], outputs=inputs,
+                           **private)
+        random_seed.click(lambda: -1, outputs=[c["seed"]], **private)
+        reuse_seed.click(_last_seed, inputs=[infotext], outputs=[c["seed"]], **private)
+    return {"controls": c, "paste": lambda text: values_from_infotext(text, names)}
 
 
 def _last_seed(infotext: str):

@@ -144,3 +144,34 @@ def test_styles_and_save_button(page, server, data_dir):
     while not log_csv.exists() and time.time() < deadline:
         page.wait_for_timeout(200)
     assert "cinematic still of a harbor, film grain" in log_csv.read_text(encoding="utf8")
+
+
+def test_hires_fix_variation_seed_and_read_parameters(page, server):
+    page.goto(server.url + "/")
+    page.locator("#txt2img_prompt textarea").fill("a quiet bay")
+    page.locator("#txt2img_steps input[type=number]").fill("2")
+    page.locator("#txt2img_width input[type=number]").fill("64")
+    page.locator("#txt2img_height input[type=number]").fill("64")
+    page.locator("#txt2img_seed input").fill("77")
+    page.locator("#txt2img_hr").click()  # open the accordion
+    page.locator("#txt2img_enable_hr input").check()
+    page.locator("#txt2img_hr_scale input[type=number]").fill("1.5")
+    page.locator("#txt2img_subseed_show input").check()
+    page.locator("#txt2img_subseed input").fill("5")
+    page.locator("#txt2img_subseed_strength input[type=number]").fill("0.25")
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#txt2img_generation_info textarea")
+    expect(info).to_have_value(re.compile(r"Variation seed: 5, Variation seed strength: 0.25, "
+                                          r"Denoising strength: 0.7.*Hires upscale: 1.5"), timeout=60_000)
+    text = info.input_value()
+
+    # paste that infotext back: the hires section and the variation fields are filled from it
+    page.reload()
+    page.locator("#txt2img_prompt textarea").fill(text)
+    page.locator("#txt2img_paste").click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a quiet bay", timeout=10_000)
+    expect(page.locator("#txt2img_seed input")).to_have_value("77")
+    page.locator("#txt2img_hr").click()
+    expect(page.locator("#txt2img_enable_hr input")).to_be_checked()
+    expect(page.locator("#txt2img_hr_scale input[type=number]")).to_have_value("1.5")
+    expect(page.locator("#txt2img_subseed input")).to_have_value("5")
