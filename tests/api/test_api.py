@@ -256,3 +256,25 @@ def test_hires_fix_and_refiner_through_the_api(server):
     refined = post(server, "/txt2img", {"prompt": "x", "refiner_checkpoint": "tiny-sd2-v",
                                         "refiner_switch_at": 0.5, **SMALL}).json()
     assert "Refiner: tiny-sd2-v [" in json.loads(refined["info"])["infotexts"][0]
+
+
+def test_skip_abandons_only_the_current_batch(server):
+    result = {}
+
+    def long_job():
+        result["response"] = post(server, "/txt2img", {"prompt": "slow", "n_iter": 3, "steps": 60,
+                                                       "width": 64, "height": 64, "seed": 1})
+
+    thread = threading.Thread(target=long_job)
+    thread.start()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        state = get(server, "/progress", params={"skip_current_image": True}).json()["state"]
+        if state["job_no"] == 0 and state["sampling_step"] >= 1 and state["job_count"] == 3:
+            break
+        time.sleep(0.05)
+    assert post(server, "/skip").status_code == 200
+    thread.join(timeout=120)
+    info = json.loads(result["response"].json()["info"])
+    assert len(result["response"].json()["images"]) == 2  # batch 1 skipped, batches 2 and 3 made
+    assert info["all_seeds"] == [1, 2, 3]

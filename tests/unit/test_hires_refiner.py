@@ -108,3 +108,13 @@ def test_ngms_skips_the_negative_pass(webui_session):
         handle.remove()
     assert rows == [1, 2, 1, 2]  # every second evaluation runs without the negative prompt
     assert "NGMS: 100.0" in processed.infotexts[0]
+
+
+def test_hires_checkpoint_is_used_for_the_second_pass_only(webui_session):
+    shared = webui_session
+    use(shared, "sd1")
+    processed = run(shared, enable_hr=True, hr_checkpoint_name="tiny-sd2-v", hr_second_pass_steps=1)
+    hr = sd_models.find_checkpoint("tiny-sd2-v")
+    assert f"Hires checkpoint: {hr.short_title}" in processed.infotexts[0]
+    assert "Model: tiny-sd1" in processed.infotexts[0]
+    assert shared.model_holder.sd_model.sd_checkpoint_info.name_for_extra == "tiny-sd1"

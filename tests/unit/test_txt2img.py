@@ -227,3 +227,25 @@ def test_schedules_are_applied_and_recorded(webui_session, sampler, scheduler, l
     assert f"Sampler: {sampler}, Schedule type: {label}, " in a.infotexts[0]
     b, _ = run(shared, sampler_name=sampler, scheduler=scheduler, steps=4, seed=2)
     assert np.array_equal(pixels(a), pixels(b))  # Brownian and ancestral noise are seeded too
+
+
+def test_vae_nan_in_half_precision_is_retried_in_float32(webui_session, monkeypatch):
+    shared = webui_session
+    model = use(shared, "sd1")
+    real_decode = model.vae.decode
+
+    def half_overflows(z, **kwargs):  # what an fp16 SD VAE does on some images
+        if next(model.vae.parameters()).dtype == torch.float16:
+            return (torch.full((z.shape[0], 3, z.shape[2] * 8, z.shape[3] * 8), float("nan")),)
+        return real_decode(z, **kwargs)
+
+    monkeypatch.setattr(model.vae, "decode", half_overflows)
+    model.vae.to(torch.float16)
+    try:
+        processed, _ = run(shared, steps=2)
+        assert next(model.vae.parameters()).dtype == torch.float32  # stays upcast
+        assert "VAE precision: float32" in processed.infotexts[0]
+        assert "decoded in float32" in processed.comments
+        assert pixels(processed)[0].std() > 0
+    finally:
+        model.vae.to(torch.float32)
