@@ -534,6 +534,9 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 break
             state.nextjob()  # skip: abandon this batch, go on with the next
             continue
+        finally:
+            if not p.disable_extra_networks:
+                extra_networks.deactivate(p, network_data)
         if model.device_config.nan_check and torch.isnan(latents).any():
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")

@@ -96,6 +96,23 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
+def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.StableDiffusionProcessingTxt2Img:
+    """The request's `infotext` fills the fields the client did not set, and adds the settings it
+    names to override_settings (api.md §8.9)."""
+    from pydantic import ValidationError
+
+    from modules import infotext_fields
+    from modules.api.outputs_routes import parse_infotext_with_settings
+    params = parse_infotext_with_settings(req.infotext)
+    filled = infotext_fields.fill_request(req.model_dump(), req.model_fields_set, params)
+    try:
+        overrides = infotext_fields.settings_overrides(params, shared.opts, req.override_settings or {})
+        filled["override_settings"] = {**overrides, **(req.override_settings or {})}
+        return models.StableDiffusionProcessingTxt2Img(**filled)
+    except (ValidationError, OptionError) as e:
+        raise HTTPException(422, f"The infotext has a value this request cannot take: {e}") from None
+
+
 class Api:
     def __init__(self, app: FastAPI):
         self.router = APIRouter(prefix="/sdapi/v1")
@@ -123,6 +140,8 @@ class Api:
 
     # -- generation ----------------------------------------------------------------------------
     def text2imgapi(self, req: models.StableDiffusionProcessingTxt2Img):
+        if req.infotext:
+            req = apply_infotext(req)
         args = req.with_defaults()
         sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
         for side in ("width", "height"):

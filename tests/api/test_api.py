@@ -110,9 +110,8 @@ def test_webuiapi_client(server):
     assert api.util_get_model_names()
 
 
-def test_progress_and_interrupt_mid_job(server):
-    idle = get(server, "/progress").json()
-    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
+def start_slow_job(server, until):
+    """Start a 3-batch, 60-step job in a thread; return (thread, result dict) once `until(progress)`."""
     result = {}
 
     def long_job():
@@ -125,9 +124,19 @@ def test_progress_and_interrupt_mid_job(server):
     seen = None
     while time.time() < deadline:
         seen = get(server, "/progress", params={"skip_current_image": True}).json()
-        if seen["state"]["job_no"] >= 1 and seen["state"]["sampling_step"] >= 1:
+        if until(seen):
             break
         time.sleep(0.05)
+    result["progress"] = seen
+    return thread, result
+
+
+def test_progress_and_interrupt_mid_job(server):
+    idle = get(server, "/progress").json()
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
+    thread, result = start_slow_job(
+        server, lambda seen: seen["state"]["job_no"] >= 1 and seen["state"]["sampling_step"] >= 1)
+    seen = result["progress"]
     assert 0 < seen["progress"] < 1 and seen["state"]["sampling_steps"] == 60
     assert seen["state"]["job_count"] == 3
     with_preview = get(server, "/progress").json()  # a live preview every 10 steps (Approx cheap)
@@ -259,22 +268,24 @@ def test_hires_fix_and_refiner_through_the_api(server):
 
 
 def test_skip_abandons_only_the_current_batch(server):
-    result = {}
-
-    def long_job():
-        result["response"] = post(server, "/txt2img", {"prompt": "slow", "n_iter": 3, "steps": 60,
-                                                       "width": 64, "height": 64, "seed": 1})
-
-    thread = threading.Thread(target=long_job)
-    thread.start()
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        state = get(server, "/progress", params={"skip_current_image": True}).json()["state"]
-        if state["job_no"] == 0 and state["sampling_step"] >= 1 and state["job_count"] == 3:
-            break
-        time.sleep(0.05)
+    thread, result = start_slow_job(server, lambda seen: seen["state"]["job_no"] == 0 and
+                                    seen["state"]["sampling_step"] >= 1 and seen["state"]["job_count"] == 3)
     assert post(server, "/skip").status_code == 200
     thread.join(timeout=120)
     info = json.loads(result["response"].json()["info"])
     assert len(result["response"].json()["images"]) == 2  # batch 1 skipped, batches 2 and 3 made
     assert info["all_seeds"] == [1, 2, 3]
+
+
+def test_infotext_field_fills_unset_fields_and_settings(server):
+    infotext = ("a lighthouse\nNegative prompt: fog\nSteps: 4, Sampler: Euler a, Schedule type: Karras, "
+                "CFG scale: 5.5, Seed: 321, Size: 64x96, Clip skip: 2, ENSD: 31337")
+    data = post(server, "/txt2img", {"infotext": infotext, "steps": 3}).json()
+    info = json.loads(data["info"])
+    assert info["prompt"] == "a lighthouse" and info["negative_prompt"] == "fog"
+    assert info["steps"] == 3  # set by the client: the infotext does not override it
+    assert info["seed"] == 321 and info["cfg_scale"] == 5.5 and (info["width"], info["height"]) == (64, 96)
+    text = info["infotexts"][0]
+    assert "Sampler: Euler a, Schedule type: Karras" in text and "Clip skip: 2" in text and "ENSD: 31337" in text
+    assert data["parameters"]["seed"] == 321
+    assert get(server, "/options").json()["CLIP_stop_at_last_layers"] == 1  # only for that job
