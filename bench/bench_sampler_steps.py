@@ -2,8 +2,8 @@
 Prints numbers; asserts nothing.
 
     venv/bin/python bench/bench_sampler_steps.py [--size 64] [--repeats 3] [--samplers "Euler,DPM++ 2M Karras"]
-                                                 [--step-pair 10,40]
-    venv/bin/python bench/bench_sampler_steps.py --full-size [--size 512] [--steps 20] [--repeats 3]
+                                                 [--step-pair 10,40] [--threads N] [--device cpu|cuda[:N]]
+    venv/bin/python bench/bench_sampler_steps.py --full-size [--size 512] [--steps 20] [--repeats 3] [--device ...]
 
 Default (tiny SD1 model, same components on both sides): for each sampler, both sides generate one
 image at a low and a high step count (best of --repeats each); the per-step time is
@@ -89,8 +89,11 @@ def per_step(args) -> None:
     write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors"))
     # no console progress bar (the diffusers one is off too); no NaN check: random weights in fp16 may
     # overflow, and the check is a per-image cost that the per-step difference removes anyway
-    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir, "--disable-console-progressbars",
-                                          "--no-prompt-history", "--disable-nan-check"]))
+    flags = ["--data-dir", data_dir, "--disable-console-progressbars", "--no-prompt-history", "--disable-nan-check"]
+    if args.device:  # otherwise the web UI's own choice: CUDA (fp16) when present
+        device = torch.device(args.device)
+        flags += ["--use-cpu", "all"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
+    webui.initialize(cmd_args.parse_args(flags))
     model = shared.job_queue.run(shared.model_holder.ensure_for_job)
     device = model.device_config.device
     size = args.size or 64
@@ -120,7 +123,7 @@ def per_step(args) -> None:
             sync(device)
         return lambda: shared.job_queue.run(job)
 
-    ours_job(args.samplers[0], low)()  # first job: one-time messages and lazy set-up, before the table
+    ours_job(args.samplers[0], high)()  # first job: one-time messages and lazy set-up, before the table
     print(f"tiny SD1, {size}x{size}, batch 1, CFG {CFG}, device {device}, dtype {model.device_config.dtype}, "
           f"{torch.get_num_threads()} threads")
     print(f"per step = (t{high} - t{low}) / {high - low}, t = best of {args.repeats} whole images; "
@@ -259,7 +262,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="steps of the --full-size run")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch CPU threads (default: all cores; 1 is steadier on a busy machine)")
-    parser.add_argument("--device", default=None, help="device of the --full-size run (default: cuda if present)")
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when present)")
     args = parser.parse_args()
 
     args.samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]

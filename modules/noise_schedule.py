@@ -38,6 +38,13 @@ class DiscreteSchedule:
         # float32 throughout, like the reference, so sigmas and t(σ) agree to the last bit as far as possible
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.log_sigmas = self.sigmas.log()
+        self._log_sigmas_on = {}  # device -> table: no copy to the GPU on every model call
+
+    def _log_table(self, device) -> torch.Tensor:
+        table = self._log_sigmas_on.get(device)
+        if table is None:
+            table = self._log_sigmas_on[device] = self.log_sigmas.to(device)
+        return table
 
     @classmethod
     def scaled_linear(cls) -> "DiscreteSchedule":
@@ -57,7 +64,7 @@ class DiscreteSchedule:
     def sigma_to_t(self, sigma) -> torch.Tensor:
         """Continuous timestep for σ (any shape): linear interpolation of ln σ between table entries."""
         sigma = torch.as_tensor(sigma, dtype=self.log_sigmas.dtype)
-        log_sigmas = self.log_sigmas.to(sigma.device)
+        log_sigmas = self._log_table(sigma.device)
         log_sigma = sigma.log()
         # lo = last index with ln σ_lo <= ln σ, clamped so that lo+1 is still in the table
         lo = torch.searchsorted(log_sigmas, log_sigma.reshape(-1).contiguous(), right=True) - 1
@@ -69,7 +76,7 @@ class DiscreteSchedule:
     def t_to_sigma(self, t) -> torch.Tensor:
         """σ for a fractional timestep (any shape): exp of the interpolated ln σ."""
         t = torch.as_tensor(t, dtype=self.log_sigmas.dtype)
-        log_sigmas = self.log_sigmas.to(t.device)
+        log_sigmas = self._log_table(t.device)
         lo, hi = t.floor().long(), t.ceil().long()
         f = t - lo
         return ((1 - f) * log_sigmas[lo] + f * log_sigmas[hi]).exp()

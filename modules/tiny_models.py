@@ -144,7 +144,9 @@ def write_tiny_checkpoint(family: str, out_path, seed: int = 0) -> Path:
     if out_path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file(state, str(out_path), metadata={"format": "pt", ARCHITECTURE_METADATA_KEY: architecture})
+        # one metadata key only: safetensors stores metadata unordered, and a second key would make
+        # the file bytes (and so the checkpoint hash) change from run to run
+        save_file(state, str(out_path), metadata={ARCHITECTURE_METADATA_KEY: architecture})
     elif out_path.suffix.lower() in (".ckpt", ".pt"):
         torch.save({"state_dict": state, ARCHITECTURE_METADATA_KEY: architecture}, str(out_path))
     else:
