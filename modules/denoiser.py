@@ -23,6 +23,7 @@ class Guidance:
     image_cond: torch.Tensor | None = None     # inpainting UNets: [B, 5, h, w] mask + masked latent
     s_min_uncond: float = 0.0                  # NGMS: below this sigma skip the unconditional pass
     s_min_uncond_all: bool = False             # ... on every evaluation, not every second one
+    batch_cond_uncond: bool = True             # off: separate UNet calls, less memory
 
 
 def _split(c):
@@ -91,7 +92,7 @@ class CFGDenoiser:
                                    per_row(g.image_cond))
             # each image's first sub-prompt stands in for its unconditional prediction
             d_uncond = torch.stack([d_cond[conds[0][0]] for conds in conds_list])
-        elif cond_ctx.shape[1] == uncond_ctx.shape[1]:
+        elif cond_ctx.shape[1] == uncond_ctx.shape[1] and g.batch_cond_uncond:
             def both(a, b):
                 return None if a is None else torch.cat([a, b])
             denoised = self._denoise(
@@ -100,7 +101,7 @@ class CFGDenoiser:
                 both(per_row(g.image_cond), g.image_cond))
             d_cond, d_uncond = denoised[:len(rows)], denoised[len(rows):]
         else:
-            # prompt and negative in different chunk counts: two UNet calls, as A1111 does
+            # prompt and negative in different chunk counts (or batching is off): two UNet calls
             d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
                                    per_row(g.image_cond))
             d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, uncond_ids, g.image_cond)

@@ -122,6 +122,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     hr_negative_prompt: str = ""
     firstphase_width: int = 0
     firstphase_height: int = 0
+    firstpass_image: Any = None  # PIL image: hires fix starts from it instead of sampling a first pass
 
     is_txt2img = True
 
@@ -449,9 +450,10 @@ def _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model):
     opts = shared.opts
     if p.hr_upscaler in hires.LATENT_UPSCALE_MODES:
         z = hires.upscale_latents(latents, p.hr_upscaler, target.width, target.height)
-    else:
-        upscaled = [hires.upscale_image(image, p.hr_upscaler, target.width, target.height)
-                    for image in to_pil(decode_latents(model, latents))]
+    else:  # pixel upscalers work on the given first-pass image itself, when there is one
+        firsts = [p.firstpass_image.convert("RGB")] * len(seeds) if p.firstpass_image is not None \
+            else to_pil(decode_latents(model, latents))
+        upscaled = [hires.upscale_image(image, p.hr_upscaler, target.width, target.height) for image in firsts]
         z = encode_images(model, upscaled, seeds)
     z = hires.truncate(z, target)
     if p.hr_checkpoint is not None:
@@ -521,7 +523,11 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         try:
             model = p.sd_model
-            latents = run_pass(p, model, _first_pass(p, prompts, negatives), seeds, subseeds)
+            if enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
+                first = p.firstpass_image.convert("RGB").resize((p.width, p.height), Image.Resampling.LANCZOS)
+                latents = encode_images(model, [first] * len(seeds), seeds)
+            else:
+                latents = run_pass(p, model, _first_pass(p, prompts, negatives), seeds, subseeds)
             model = shared.model_holder.sd_model  # the refiner may have taken over
             if enable_hr:
                 if opts.save_images_before_highres_fix and not p.do_not_save_samples:

@@ -117,7 +117,7 @@ def _guidance(p, model, spec: PassSpec, device):
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
         image_cond=inpainting_image_cond(model, batch, spec.height, spec.width) if model.is_inpainting else None,
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
-        s_min_uncond_all=opts.s_min_uncond_all)
+        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond)
     return guidance, used
 
 

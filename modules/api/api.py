@@ -155,6 +155,9 @@ class Api:
         p.override_settings = overrides
         p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
         p.comments = args["comments"] or {}
+        if args["firstpass_image"]:
+            from modules.api.outputs_routes import decode_base64_to_image
+            p.firstpass_image = decode_base64_to_image(args["firstpass_image"])
         task_id = args["force_task_id"] or jobs.new_task_id("txt2img")
         try:
             processed = shared.job_queue.run(lambda: processing.process_images(p), name="txt2img", task_id=task_id)

@@ -289,3 +289,32 @@ def test_infotext_field_fills_unset_fields_and_settings(server):
     assert "Sampler: Euler a, Schedule type: Karras" in text and "Clip skip: 2" in text and "ENSD: 31337" in text
     assert data["parameters"]["seed"] == 321
     assert get(server, "/options").json()["CLIP_stop_at_last_layers"] == 1  # only for that job
+
+
+def test_firstpass_image_skips_the_first_pass(server):
+    import base64 as b64
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG")
+    body = {"prompt": "x", "enable_hr": True, "hr_scale": 2, "denoising_strength": 0.0, "hr_upscaler": "Lanczos",
+            "seed": 5, "firstpass_image": b64.b64encode(buffer.getvalue()).decode(), **SMALL}
+    image = decode(post(server, "/txt2img", body).json()["images"][0])
+    assert image.size == (128, 128)
+    # nothing was sampled: another prompt gives the same picture, another first-pass image does not
+    other_prompt = decode(post(server, "/txt2img", {**body, "prompt": "something else"}).json()["images"][0])
+    assert other_prompt.tobytes() == image.tobytes()
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (30, 30, 200)).save(buffer, format="PNG")
+    blue = decode(post(server, "/txt2img", {**body, "firstpass_image": b64.b64encode(buffer.getvalue()).decode()})
+                  .json()["images"][0])
+    assert blue.tobytes() != image.tobytes()
+    bad = post(server, "/txt2img", {**body, "firstpass_image": "not an image"})
+    assert bad.status_code == 422 and bad.json()["detail"] == "Invalid encoded image"
+
+
+def test_cond_and_uncond_can_run_as_separate_batches(server):
+    together = post(server, "/txt2img", {"prompt": "x", "seed": 3, **SMALL}).json()
+    apart = post(server, "/txt2img", {"prompt": "x", "seed": 3, **SMALL,
+                                      "override_settings": {"batch_cond_uncond": False}}).json()
+    a = decode(together["images"][0]).convert("RGB")
+    b = decode(apart["images"][0]).convert("RGB")
+    assert max(abs(x - y) for pa, pb in zip(a.getdata(), b.getdata()) for x, y in zip(pa, pb)) <= 1

@@ -175,3 +175,35 @@ def test_hires_fix_variation_seed_and_read_parameters(page, server):
     expect(page.locator("#txt2img_enable_hr input")).to_be_checked()
     expect(page.locator("#txt2img_hr_scale input[type=number]")).to_have_value("1.5")
     expect(page.locator("#txt2img_subseed input")).to_have_value("5")
+
+
+def test_refiner_tiling_and_skip_buttons(page, server):
+    page.goto(server.url + "/")
+    page.locator("#txt2img_prompt textarea").fill("a tiled floor")
+    page.locator("#txt2img_steps input[type=number]").fill("4")
+    page.locator("#txt2img_width input[type=number]").fill("64")
+    page.locator("#txt2img_height input[type=number]").fill("64")
+    page.locator("#txt2img_tiling input").check()
+    page.locator("#txt2img_refiner").click()
+    page.locator("#txt2img_enable_refiner input").check()
+    refiner = page.locator("#txt2img_refiner_checkpoint input")
+    refiner.click()
+    page.get_by_role("option", name=re.compile(r"^tiny-sd2-v")).click()
+    page.locator("#txt2img_refiner_switch_at input[type=number]").fill("0.5")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#txt2img_generation_info textarea")).to_have_value(
+        re.compile(r"Tiling: True.*Refiner: tiny-sd2-v \[[0-9a-f]{10}\], Refiner switch at: 0.5"), timeout=60_000)
+
+    # Skip drops the running batch and goes on with the next one
+    page.locator("#txt2img_tiling input").uncheck()
+    page.locator("#txt2img_enable_refiner input").uncheck()
+    page.locator("#txt2img_steps input[type=number]").fill("150")
+    page.locator("#txt2img_width input[type=number]").fill("256")
+    page.locator("#txt2img_height input[type=number]").fill("256")
+    page.locator("#txt2img_batch_count input[type=number]").fill("2")
+    page.locator("#txt2img_generate").click()
+    expect(page.get_by_text(re.compile(r"Batch 1 out of 2")).first).to_be_visible(timeout=30_000)
+    page.locator("#txt2img_skip").click()
+    expect(page.get_by_text(re.compile(r"Batch 2 out of 2")).first).to_be_visible(timeout=30_000)
+    page.locator("#txt2img_interrupt").click()
+    expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=30_000)
