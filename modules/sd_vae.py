@@ -76,9 +76,9 @@ def resolve_vae(checkpoint_filename: str) -> tuple[str | None, str]:
 
 def apply_vae_for(model) -> None:
     path, reason = resolve_vae(model.sd_checkpoint_info.filename)
-    load_vae(model, path)
-    if path:
-        print(f"VAE {os.path.basename(path)} ({reason})")
+    if path != model.loaded_vae_file:
+        load_vae(model, path)
+        print(f"VAE: {os.path.basename(path) if path else 'the checkpoint own'} ({reason})")
 
 
 def load_vae(model, path: str | None) -> None:

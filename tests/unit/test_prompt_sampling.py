@@ -54,7 +54,8 @@ def test_alternation_changes_every_step(recorded):
     run, encode = recorded
     _, calls = run("[red|blue] ball", steps=6)
     red, blue = encode("red ball"), encode("blue ball")
-    used = ["red" if torch.allclose(c[0], red, atol=1e-5) else "blue" for c in calls]
+    used = ["red" if torch.allclose(c[0], red, atol=1e-5) else
+            "blue" if torch.allclose(c[0], blue, atol=1e-5) else "?" for c in calls]
     assert used == ["red", "red", "blue", "red", "blue", "red"]
 
 
