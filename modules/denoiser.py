@@ -5,6 +5,7 @@ Each evaluation picks the active conditioning of every prompt schedule (prompt-s
 combines `AND` sub-prompts with their weights (§13):
 `D̂ᵢ = D(xᵢ; uncondᵢ) + Σⱼ wᵢⱼ · s · (D(xᵢ; condᵢⱼ) − D(xᵢ; uncondᵢ))`.
 """
+import bisect
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,11 @@ class CFGDenoiser:
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.skipped_uncond = False  # NGMS happened (infotext)
+        # the active conds only change when the counter passes a schedule boundary: reuse them till then
+        ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
+        ends |= {entry.end_at_step for schedule in guidance.uncond for entry in schedule}
+        self._boundaries = sorted(ends)
+        self._cached = (None, None)
         self.dtype = next(unet.parameters()).dtype
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond):
@@ -66,12 +72,20 @@ class CFGDenoiser:
             return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
         return x - out * s
 
+    def _conds_at(self, step: int):
+        bucket = bisect.bisect_left(self._boundaries, step)
+        key, conds = self._cached
+        if key != bucket:
+            conds_list, cond = prompt_parser.reconstruct_multicond_batch(self.guidance.cond, step)
+            conds = (conds_list, cond, prompt_parser.reconstruct_cond_batch(self.guidance.uncond, step))
+            self._cached = (bucket, conds)
+        return conds
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.step_callback is not None:
             self.step_callback()
         g = self.guidance
-        conds_list, cond = prompt_parser.reconstruct_multicond_batch(g.cond, self.step)
-        uncond = prompt_parser.reconstruct_cond_batch(g.uncond, self.step)
+        conds_list, cond, uncond = self._conds_at(self.step)
         # NGMS (prompt-syntax.md §13): at small sigma, on every second evaluation, no negative pass
         skip_uncond = (g.s_min_uncond > 0 and float(sigma[0]) < g.s_min_uncond
                        and (self.step % 2 == 0 or g.s_min_uncond_all))
