@@ -122,6 +122,8 @@ class CFGDenoiser:
 
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
+        if len(rows) == len(conds_list) and all(conds[0][1] == 1.0 for conds in conds_list):
+            return d_uncond + (d_cond - d_uncond) * scale  # plain CFG: one sub-prompt of weight 1 each
         result = d_uncond.clone()
         for i, conds in enumerate(conds_list):
             for row, weight in conds:
