@@ -140,10 +140,14 @@ def test_styles_and_save_button(page, server, data_dir):
 
     page.locator("#save_txt2img").click()
     log_csv = data_dir / "log" / "images" / "log.csv"
+
+    def logged() -> str:
+        return log_csv.read_text(encoding="utf8") if log_csv.exists() else ""
+
     deadline = time.time() + 20
-    while not log_csv.exists() and time.time() < deadline:
-        page.wait_for_timeout(200)
-    assert "cinematic still of a harbor, film grain" in log_csv.read_text(encoding="utf8")
+    while "cinematic still of a harbor" not in logged() and time.time() < deadline:
+        page.wait_for_timeout(200)  # the Save click is handled asynchronously
+    assert "cinematic still of a harbor, film grain" in logged()
 
 
 def test_hires_fix_variation_seed_and_read_parameters(page, server):
