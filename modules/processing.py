@@ -16,11 +16,9 @@ from PIL import Image
 from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
                      sd_vae, shared, styles)
 from modules.noise_schedule import DiscreteSchedule
-from modules.sampling_pass import PassSpec, run_pass
+from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
-opt_C = 4  # latent channels (A1111's name)
-opt_f = 8  # VAE down-scaling factor (A1111's name)
 
 
 class GenerationError(RuntimeError):

@@ -13,7 +13,8 @@ from modules import conditioning, devices, previews, prompt_parser, rng, sd_samp
 from modules.denoiser import CFGDenoiser, Guidance
 from modules.noise_schedule import DiscreteSchedule
 
-opt_C, opt_f = 4, 8
+opt_C = 4  # latent channels (A1111's name, also exported by modules.processing)
+opt_f = 8  # VAE down-scaling factor (A1111's name)
 COND_CACHE_SIZE = 4  # first-pass and hires-pass conds, positive and negative
 
 

@@ -139,7 +139,7 @@ def visible_sampler_names(settings=None) -> list[str]:
 
 # --- legacy combined names (api.md §8.3) ----------------------------------------------------------
 
-def _split_schedule_suffix(name: str):
+def split_schedule_suffix(name: str):
     """("DPM++ 2M", karras) for "DPM++ 2M Karras": the longest schedule label/name/alias after a space."""
     lowered = name.lower()
     best = None
@@ -165,7 +165,7 @@ def split_legacy_name(name: str | None, scheduler: str | None = None) -> tuple[s
     try:
         sampler = find_sampler(name)  # a full sampler name is never split
     except SamplerNotFound:
-        base, suffix = _split_schedule_suffix(name)
+        base, suffix = split_schedule_suffix(name)
         if suffix is None:
             raise
         try:

@@ -41,16 +41,13 @@ def _split_combined_sampler(params: dict) -> None:
     sampler = params.get("Sampler")
     if not isinstance(sampler, str):
         return
-    from modules import sd_schedulers
-    for entry in sd_schedulers.schedulers:
-        if entry.name == "automatic":
-            continue
-        for label in (entry.label, *(entry.aliases or [])):
-            if sampler.lower().endswith(" " + label.lower()):
-                params["Sampler"] = sampler[: -len(label) - 1]
-                if params.get("Schedule type", "Automatic") == "Automatic":
-                    params["Schedule type"] = entry.label
-                return
+    from modules import sd_samplers
+    base, schedule = sd_samplers.split_schedule_suffix(sampler)
+    if schedule is None or schedule.name == "automatic":
+        return
+    params["Sampler"] = base
+    if params.get("Schedule type", "Automatic") == "Automatic":
+        params["Schedule type"] = schedule.label
 
 
 def fields_from_infotext(text: str, field_keys: list[str], skip=None) -> list:
@@ -112,22 +109,3 @@ def create_tab(targets=SEND_TARGETS) -> dict:
     return {"image": image, "generation_info": generation_info, "html_info": html_info,
             "send_buttons": send_buttons}
 
-
-def bind_send_button(button: gr.Button, generation_info: gr.Textbox, fields: list[tuple], tabs: gr.Tabs | None = None,
-                     tab_id: str | None = None, image=None, image_target=None) -> None:
-    """Wire a "Send to" button: paste the infotext into `fields` ([(component, infotext key)]), copy
-    the image into `image_target` when both are given, then switch `tabs` to `tab_id`."""
-    components = [component for component, _ in fields]
-    keys = [key for _, key in fields]
-
-    def send(text, *maybe_image):
-        values = [gr.skip() if v is None else v for v in fields_from_infotext(text, keys)]
-        if image_target is not None:
-            values.append(maybe_image[0] if maybe_image and maybe_image[0] is not None else gr.skip())
-        if tabs is not None:
-            values.append(gr.Tabs(selected=tab_id))
-        return values
-
-    inputs = [generation_info] + ([image] if image is not None and image_target is not None else [])
-    outputs = components + ([image_target] if image_target is not None else []) + ([tabs] if tabs is not None else [])
-    button.click(send, inputs=inputs, outputs=outputs, show_progress="hidden", api_visibility="private")

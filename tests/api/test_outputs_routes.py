@@ -138,16 +138,12 @@ def test_ui_pieces_build_with_gradio():
     import gradio as gr
     from modules.ui import png_info, save_outputs
     with gr.Blocks() as demo:
-        with gr.Tabs() as tabs:
+        with gr.Tabs():
             parts = png_info.create_tab()
             with gr.Tab("txt2img", id="txt2img"):
-                prompt = gr.Textbox()
-                steps = gr.Number()
                 gallery = gr.Gallery(format="png")
                 infotexts = gr.State([])
                 buttons = save_outputs.create_save_buttons(gallery, infotexts)
-        png_info.bind_send_button(parts["send_buttons"]["txt2img"], parts["generation_info"],
-                                  [(prompt, "Prompt"), (steps, "Steps")], tabs=tabs, tab_id="txt2img")
     assert set(parts["send_buttons"]) == {"txt2img", "img2img", "inpaint", "extras"}
     assert parts["send_buttons"]["inpaint"].elem_id == "pnginfo_send_to_inpaint"
     assert parts["image"].elem_id == "pnginfo_image"

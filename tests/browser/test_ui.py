@@ -13,6 +13,19 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def set_job(page, prompt=None, steps=None, size=None, batch_count=None):
+    """Fill the txt2img fields a test cares about (None leaves a field as it is)."""
+    if prompt is not None:
+        page.locator("#txt2img_prompt textarea").fill(prompt)
+    if steps is not None:
+        page.locator("#txt2img_steps input[type=number]").fill(str(steps))
+    if size is not None:
+        page.locator("#txt2img_width input[type=number]").fill(str(size[0]))
+        page.locator("#txt2img_height input[type=number]").fill(str(size[1]))
+    if batch_count is not None:
+        page.locator("#txt2img_batch_count input[type=number]").fill(str(batch_count))
+
+
 @pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium")
@@ -42,10 +55,7 @@ def empty_server(tmp_path_factory):
 def test_generate_shows_image_in_gallery(page, server):
     page.goto(server.url + "/")
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
-    page.locator("#txt2img_prompt textarea").fill("a lighthouse at dusk")
-    page.locator("#txt2img_steps input[type=number]").fill("3")
-    page.locator("#txt2img_width input[type=number]").fill("64")
-    page.locator("#txt2img_height input[type=number]").fill("64")
+    set_job(page, "a lighthouse at dusk", steps=3, size=(64, 64))
     page.locator("#txt2img_generate").click()
     image = page.locator("#txt2img_gallery img").first
     expect(image).to_be_visible(timeout=60_000)
@@ -69,10 +79,7 @@ def test_without_a_model_the_ui_says_where_to_put_one(page, empty_server):
 
 def test_progress_and_interrupt_button(page, server):
     page.goto(server.url + "/")
-    page.locator("#txt2img_prompt textarea").fill("a slow one")
-    page.locator("#txt2img_steps input[type=number]").fill("150")
-    page.locator("#txt2img_width input[type=number]").fill("256")
-    page.locator("#txt2img_height input[type=number]").fill("256")
+    set_job(page, "a slow one", steps=150, size=(256, 256))
     page.locator("#txt2img_generate").click()
     # Gradio's progress bar shows "i/150 steps" while sampling
     expect(page.get_by_text(re.compile(r"\d+/150 steps")).first).to_be_visible(timeout=30_000)
@@ -129,10 +136,7 @@ def test_styles_and_save_button(page, server, data_dir):
     styles_box = page.locator("#txt2img_styles input")
     styles_box.click()
     page.get_by_role("option", name="Cinematic").click()
-    page.locator("#txt2img_prompt textarea").fill("a harbor")
-    page.locator("#txt2img_steps input[type=number]").fill("2")
-    page.locator("#txt2img_width input[type=number]").fill("64")
-    page.locator("#txt2img_height input[type=number]").fill("64")
+    set_job(page, "a harbor", steps=2, size=(64, 64))
     page.locator("#txt2img_generate").click()
     expect(page.locator("#txt2img_generation_info textarea")).to_have_value(
         re.compile(r"^cinematic still of a harbor, film grain\n"), timeout=60_000)
@@ -152,10 +156,7 @@ def test_styles_and_save_button(page, server, data_dir):
 
 def test_hires_fix_variation_seed_and_read_parameters(page, server):
     page.goto(server.url + "/")
-    page.locator("#txt2img_prompt textarea").fill("a quiet bay")
-    page.locator("#txt2img_steps input[type=number]").fill("2")
-    page.locator("#txt2img_width input[type=number]").fill("64")
-    page.locator("#txt2img_height input[type=number]").fill("64")
+    set_job(page, "a quiet bay", steps=2, size=(64, 64))
     page.locator("#txt2img_seed input").fill("77")
     page.locator("#txt2img_hr").click()  # open the accordion
     page.locator("#txt2img_enable_hr input").check()
@@ -183,10 +184,7 @@ def test_hires_fix_variation_seed_and_read_parameters(page, server):
 
 def test_refiner_tiling_and_skip_buttons(page, server):
     page.goto(server.url + "/")
-    page.locator("#txt2img_prompt textarea").fill("a tiled floor")
-    page.locator("#txt2img_steps input[type=number]").fill("4")
-    page.locator("#txt2img_width input[type=number]").fill("64")
-    page.locator("#txt2img_height input[type=number]").fill("64")
+    set_job(page, "a tiled floor", steps=4, size=(64, 64))
     page.locator("#txt2img_tiling input").check()
     page.locator("#txt2img_refiner").click()
     page.locator("#txt2img_enable_refiner input").check()
@@ -201,10 +199,7 @@ def test_refiner_tiling_and_skip_buttons(page, server):
     # Skip drops the running batch and goes on with the next one
     page.locator("#txt2img_tiling input").uncheck()
     page.locator("#txt2img_enable_refiner input").uncheck()
-    page.locator("#txt2img_steps input[type=number]").fill("150")
-    page.locator("#txt2img_width input[type=number]").fill("256")
-    page.locator("#txt2img_height input[type=number]").fill("256")
-    page.locator("#txt2img_batch_count input[type=number]").fill("2")
+    set_job(page, steps=150, size=(256, 256), batch_count=2)
     page.locator("#txt2img_generate").click()
     expect(page.get_by_text(re.compile(r"Batch 1 out of 2")).first).to_be_visible(timeout=30_000)
     page.locator("#txt2img_skip").click()
