@@ -11,11 +11,17 @@ def _choices():
     return sd_models.checkpoint_titles()
 
 
+def _notice(choices) -> str:
+    """The standing notice under the selector: where to put a checkpoint when there is none."""
+    return "" if choices else sd_models.no_model_message()
+
+
 def switch_checkpoint(title: str):
     """Load the chosen checkpoint on the queue; on failure keep the old one and say why."""
     previous = shared.opts.sd_model_checkpoint
     if not title or title == previous:
-        return gr.update(), ""
+        # also fired when page load normalizes an empty value; keep the standing notice
+        return gr.update(), _notice(_choices())
     info = sd_models.get_closet_checkpoint_match(title)
     if info is None:
         return gr.update(value=previous), f"Checkpoint '{title}' not found"
@@ -32,8 +38,7 @@ def switch_checkpoint(title: str):
 def refresh():
     shared.job_queue.run(lambda: (sd_models.list_models(), sd_vae.refresh_vae_list()), name="refresh")
     choices = _choices()
-    message = "" if choices else sd_models.no_model_message()
-    return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), message
+    return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), _notice(choices)
 
 
 def current():
@@ -42,8 +47,7 @@ def current():
     if startup is not None:
         concurrent.futures.wait([startup.future])  # its failure was already reported in the log
     choices = _choices()
-    return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), \
-        "" if choices else sd_models.no_model_message()
+    return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), _notice(choices)
 
 
 def create(demo: gr.Blocks):
@@ -52,7 +56,7 @@ def create(demo: gr.Blocks):
                                  value=shared.opts.sd_model_checkpoint, elem_id="setting_sd_model_checkpoint",
                                  allow_custom_value=False, scale=4)
         refresh_button = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
-    notice = gr.Markdown("" if _choices() else sd_models.no_model_message(), elem_id="model_notice")
+    notice = gr.Markdown(_notice(_choices()), elem_id="model_notice")
     checkpoint.change(switch_checkpoint, inputs=[checkpoint], outputs=[checkpoint, notice],
                       api_visibility="private")
     refresh_button.click(refresh, outputs=[checkpoint, notice], api_visibility="private")
