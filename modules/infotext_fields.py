@@ -49,12 +49,17 @@ def _as_setting(opts, key: str, value):
     return opts.validate({key: value})[key]
 
 
-def settings_overrides(params: dict, opts, already: dict) -> dict:
-    """Settings named in the infotext that differ from the current ones and are not overridden yet."""
-    overrides = {}
+def _setting_keys(opts) -> dict:
     keys = dict(SETTINGS)
     if not opts.disable_weights_auto_swap:
         keys["Model hash"] = "sd_model_checkpoint"
+    return keys
+
+
+def settings_overrides(params: dict, opts, already: dict) -> dict:
+    """Settings named in the infotext that differ from the current ones and are not overridden yet."""
+    overrides = {}
+    keys = _setting_keys(opts)
     for info_key, setting in keys.items():
         if info_key not in params or setting in already or setting not in opts.data_labels:
             continue
@@ -78,3 +83,42 @@ def fill_request(args: dict, explicitly_set: set, params: dict) -> dict:
             key in params for key in ("Hires upscale", "Hires upscaler", "Hires resize-1")):
         filled["enable_hr"] = True
     return filled
+
+
+def override_pairs(params: dict, opts, skip=()) -> list[str]:
+    """The UI's "Override settings" entries ("Clip skip: 2") for the settings an infotext names that
+    differ from the current ones. A model hash counts only when it names a local checkpoint other
+    than the loaded one: an unknown model is not something the user can switch to."""
+    from modules import sd_models
+    overrides = settings_overrides(params, opts, {})
+    pairs = []
+    for info_key, setting in _setting_keys(opts).items():
+        if info_key not in params or setting not in overrides or info_key in skip:
+            continue
+        if setting == "sd_model_checkpoint":
+            try:
+                if sd_models.find_checkpoint(str(params[info_key])).title == opts.sd_model_checkpoint:
+                    continue
+            except sd_models.CheckpointNotFound:
+                continue
+        pairs.append(f"{info_key}: {params[info_key]}")
+    return pairs
+
+
+def overrides_from_pairs(pairs: list[str], opts) -> dict:
+    """{setting: value} from "Override settings" entries; a malformed entry or an unknown checkpoint
+    raises ValueError / sd_models.CheckpointNotFound with a message for the user."""
+    from modules import sd_models
+    keys = _setting_keys(opts)
+    overrides = {}
+    for pair in pairs or []:
+        info_key, sep, text = pair.partition(": ")
+        if not sep or info_key not in keys:
+            raise ValueError(f"Cannot override a setting from '{pair}': expected 'Name: value' with a "
+                             f"name that infotext uses for a setting")
+        setting = keys[info_key]
+        value = _as_setting(opts, setting, text)
+        if setting == "sd_model_checkpoint":
+            value = sd_models.find_checkpoint(value).title
+        overrides[setting] = value
+    return overrides

@@ -6,7 +6,7 @@ import os
 
 import gradio as gr
 
-from modules import hires, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
+from modules import hires, infotext_fields, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
 from modules.models.loader import ModelLoadError
 from modules.ui import save_outputs, styles_ui
 from modules.ui.jobs_ui import watch_job
@@ -45,13 +45,18 @@ def _job_fields(controls: dict, values: list) -> dict:
         fields["refiner_checkpoint"] = None
     if not fields.pop("variation_enabled"):
         fields.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
+    fields["override_settings"] = infotext_fields.overrides_from_pairs(fields["override_settings"], shared.opts)
     return fields
 
 
 def make_generate(controls: dict):
     def generate(request: gr.Request, *values, progress=gr.Progress()):
-        p = processing.StableDiffusionProcessingTxt2Img(**_job_fields(controls, values),
-                                                       user=getattr(request, "username", None))
+        try:
+            fields = _job_fields(controls, values)
+        except USER_ERRORS as e:
+            yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
+            return
+        p = processing.StableDiffusionProcessingTxt2Img(**fields, user=getattr(request, "username", None))
         watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
                             task_id=jobs.new_task_id("txt2img"))
         while True:
@@ -73,8 +78,9 @@ def make_generate(controls: dict):
 
 def values_from_infotext(text: str, names: list[str]) -> list:
     """Updates for the named controls from an infotext (None/skip where it says nothing), with the
-    hires section switched on when the infotext has hires keys (api.md §8.9)."""
-    from modules.ui.png_info import fields_from_infotext
+    hires section switched on when the infotext has hires keys (api.md §8.9), and the settings it
+    names offered as "Override settings" (replacing those of an earlier paste)."""
+    from modules.ui.png_info import fields_from_infotext, parse_infotext_with_settings
     keys = [INFOTEXT_KEYS.get(name) for name in names]
     known = [key for key in keys if key]
     values = dict(zip(known, fields_from_infotext(text, known, shared.opts.infotext_skip_pasting)))
@@ -89,6 +95,10 @@ def values_from_infotext(text: str, names: list[str]) -> list:
             updates.append(True if values.get("Refiner") else gr.skip())
         elif name == "variation_enabled":
             updates.append(True if values.get("Variation seed strength") else gr.skip())
+        elif name == "override_settings":
+            pairs = infotext_fields.override_pairs(parse_infotext_with_settings(text), shared.opts,
+                                                   skip=shared.opts.infotext_skip_pasting) if text.strip() else []
+            updates.append(gr.update(choices=pairs, value=pairs, visible=bool(pairs)))
         else:
             value = values.get(key) if key else None
             updates.append(gr.skip() if value is None else value)
@@ -232,6 +242,10 @@ def create() -> dict:
                 c["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
                 random_seed, reuse_seed = _seed_section(c)
                 c["tiling"] = gr.Checkbox(label="Tiling (seamless texture)", value=False, elem_id="txt2img_tiling")
+                # filled by "Read parameters" / PNG Info with the settings a pasted infotext names
+                c["override_settings"] = gr.Dropdown(label="Override settings", value=[], choices=[],
+                                                     multiselect=True, visible=False,
+                                                     elem_id="txt2img_override_settings")
             with gr.Column():
                 gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="txt2img_gallery",
                                      buttons=["download", "fullscreen"], interactive=False)

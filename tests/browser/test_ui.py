@@ -182,6 +182,25 @@ def test_hires_fix_variation_seed_and_read_parameters(page, server):
     expect(page.locator("#txt2img_subseed input")).to_have_value("5")
 
 
+def test_pasted_settings_become_per_job_overrides(page, server):
+    page.goto(server.url + "/")
+    expect(page.locator("#txt2img_override_settings")).to_be_hidden()
+    page.locator("#txt2img_prompt textarea").fill(
+        "a red kite\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, Clip skip: 2, RNG: CPU")
+    page.locator("#txt2img_paste").click()
+    overrides = page.locator("#txt2img_override_settings")
+    expect(overrides).to_be_visible(timeout=10_000)
+    expect(overrides).to_contain_text("Clip skip: 2")
+    expect(overrides).to_contain_text("RNG: CPU")
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#txt2img_generation_info textarea")
+    expect(info).to_have_value(re.compile(r"^a red kite\nSteps: 2, Sampler: Euler, .*Seed: 5, Size: 64x64, "
+                                          r".*Clip skip: 2, RNG: CPU"), timeout=60_000)
+    # the job's overrides never touch the saved settings
+    saved = requests.get(server.url + "/sdapi/v1/options", timeout=10).json()
+    assert saved["CLIP_stop_at_last_layers"] == 1 and saved["randn_source"] == "GPU"
+
+
 def test_refiner_tiling_and_skip_buttons(page, server):
     page.goto(server.url + "/")
     set_job(page, "a tiled floor", steps=4, size=(64, 64))
