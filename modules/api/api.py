@@ -96,6 +96,21 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
+# Built-in always-on UI scripts: their values come from the request fields, so for API requests an
+# entry naming them is accepted and changes nothing (api.md §8.5).
+BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner")
+
+
+def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> None:
+    """No selectable or extension scripts are installed yet: naming one is an error, not a silent
+    plain generation (api.md §8.5)."""
+    if script_name:
+        raise HTTPException(422, f"Script '{script_name}' not found")
+    for title in alwayson_scripts or {}:
+        if title.lower() not in BUILTIN_ALWAYSON_SCRIPTS:
+            raise HTTPException(422, f"always on script {title} not found")
+
+
 def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.StableDiffusionProcessingTxt2Img:
     """The request's `infotext` fills the fields the client did not set, and adds the settings it
     names to override_settings (api.md §8.9)."""
@@ -147,6 +162,7 @@ class Api:
         for side in ("width", "height"):
             if not 64 <= args[side] <= 8192:
                 raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
+        validate_scripts(args["script_name"], args["alwayson_scripts"])
         overrides = validate_overrides(args["override_settings"])
         fields = {name: args[name] for name in processing.StableDiffusionProcessingTxt2Img.__dataclass_fields__
                   if name in args and name not in ("override_settings", "sampler_name", "scheduler")}

@@ -85,6 +85,18 @@ def test_errors_are_clear(server):
     assert response.status_code == 422 and "no_such_setting" in response.json()["detail"]
 
 
+def test_scripts_that_do_not_exist_are_refused(server):
+    # a request for a script must not quietly become a plain generation
+    response = post(server, "/txt2img", {"prompt": "x", "script_name": "X/Y/Z plot", **SMALL})
+    assert response.status_code == 422 and response.json()["detail"] == "Script 'X/Y/Z plot' not found"
+    response = post(server, "/txt2img", {"prompt": "x", "alwayson_scripts": {"ADetailer": {"args": []}}, **SMALL})
+    assert response.status_code == 422 and response.json()["detail"] == "always on script ADetailer not found"
+    # the built-in always-on scripts take their values from the request fields: accepted, no effect
+    response = post(server, "/txt2img", {"prompt": "x", "alwayson_scripts": {"Seed": {"args": [1]}, "sampler": {}},
+                                         "script_name": None, **SMALL})
+    assert response.status_code == 200
+
+
 def test_options_switch_checkpoint_and_override_for_one_job(server):
     options = get(server, "/options").json()
     assert options["samples_format"] == "png" and "sd_model_checkpoint" in options
