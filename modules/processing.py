@@ -238,6 +238,13 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append("batch size and batch count must be at least 1")
     if p.width < 8 or p.height < 8:
         problems.append("width and height must be at least 8")
+    if not 0 <= (p.subseed_strength or 0) <= 1:
+        problems.append(f"variation strength must be between 0 and 1, got {p.subseed_strength}")
+    uses_denoising = not p.is_txt2img or getattr(p, "enable_hr", False)
+    if uses_denoising and not 0 <= (p.denoising_strength or 0) <= 1:
+        problems.append(f"denoising strength must be between 0 and 1, got {p.denoising_strength}")
+    if getattr(p, "enable_hr", False) and (p.hr_second_pass_steps or 0) < 0:
+        problems.append(f"hires steps cannot be negative, got {p.hr_second_pass_steps}")
     if problems:
         raise GenerationError("; ".join(problems))
 
@@ -363,6 +370,9 @@ def _prepare_prompts(p, prompt: str, negative: str) -> tuple[str, str]:
     return prompt, negative
 
 
+MAX_HIRES_SIDE = 8192  # the API's limit for the first pass too
+
+
 def _setup_hires(p) -> None:
     """Hires fix settings resolved at job start, and their infotext keys in A1111's order."""
     if p.firstphase_width or p.firstphase_height:  # pre-2023 API: width/height are the final size
@@ -376,6 +386,10 @@ def _setup_hires(p) -> None:
     except hires.UnknownUpscaler as e:
         raise GenerationError(str(e)) from None
     p.hr_target = hires.hires_target(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
+    if not 8 <= min(p.hr_target.width, p.hr_target.height) <= max(p.hr_target.width, p.hr_target.height) \
+            <= MAX_HIRES_SIDE:
+        raise GenerationError(f"Hires fix would sample at {p.hr_target.width}x{p.hr_target.height}; each side "
+                              f"must be between 8 and {MAX_HIRES_SIDE} (lower the upscale factor or resize size)")
     p.hr_checkpoint = _optional_checkpoint(p.hr_checkpoint_name, "Use same checkpoint")
     p.hr_sampler = sd_samplers.find_sampler(p.hr_sampler_name) \
         if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler" else p.sampler
