@@ -89,7 +89,7 @@ def override_pairs(params: dict, opts, skip=()) -> list[str]:
     """The UI's "Override settings" entries ("Clip skip: 2") for the settings an infotext names that
     differ from the current ones. A model hash counts only when it names a local checkpoint other
     than the loaded one: an unknown model is not something the user can switch to."""
-    from modules import sd_models
+    from modules import sd_models, sd_vae
     overrides = settings_overrides(params, opts, {})
     pairs = []
     for info_key, setting in _setting_keys(opts).items():
@@ -101,6 +101,8 @@ def override_pairs(params: dict, opts, skip=()) -> list[str]:
                     continue
             except sd_models.CheckpointNotFound:
                 continue
+        if setting == "sd_vae" and not sd_vae.is_known_choice(str(params[info_key])):
+            continue  # likewise a VAE this installation does not have
         pairs.append(f"{info_key}: {params[info_key]}")
     return pairs
 
@@ -108,7 +110,7 @@ def override_pairs(params: dict, opts, skip=()) -> list[str]:
 def overrides_from_pairs(pairs: list[str], opts) -> dict:
     """{setting: value} from "Override settings" entries; a malformed entry or an unknown checkpoint
     raises ValueError / sd_models.CheckpointNotFound with a message for the user."""
-    from modules import sd_models
+    from modules import sd_models, sd_vae
     keys = _setting_keys(opts)
     overrides = {}
     for pair in pairs or []:
@@ -120,5 +122,7 @@ def overrides_from_pairs(pairs: list[str], opts) -> dict:
         value = _as_setting(opts, setting, text)
         if setting == "sd_model_checkpoint":
             value = sd_models.find_checkpoint(value).title
+        if setting == "sd_vae" and not sd_vae.is_known_choice(value):
+            raise ValueError(f"VAE '{value}' not found")
         overrides[setting] = value
     return overrides

@@ -27,6 +27,11 @@ def refresh_vae_list() -> None:
         vae_dict[os.path.basename(path)] = path  # later duplicates of a name win
 
 
+def is_known_choice(choice: str) -> bool:
+    """A value the sd_vae setting can take: Automatic, None or a file name from the VAE list."""
+    return choice in ("Automatic", "None") or choice in vae_dict
+
+
 def _files(folder, accept):
     if not folder or not os.path.isdir(folder):
         return []

@@ -81,12 +81,20 @@ def resolve_sampler(sampler_name, sampler_index, scheduler) -> tuple[str, str]:
         raise HTTPException(422, str(e)) from None
 
 
+def check_vae_choice(values: dict) -> None:
+    """A VAE named in settings must exist: a job silently made with another VAE looks different."""
+    choice = values.get("sd_vae")
+    if choice is not None and not sd_vae.is_known_choice(choice):
+        raise HTTPException(422, f"VAE '{choice}' not found; choose Automatic, None or one of GET /sd-vae")
+
+
 def validate_overrides(override_settings: dict | None) -> dict:
     overrides = dict(override_settings or {})
     try:
         converted = shared.opts.validate(overrides, api=True)
     except OptionError as e:
         raise HTTPException(422, str(e)) from None
+    check_vae_choice(converted)
     if converted.get("sd_model_checkpoint"):
         try:
             info = sd_models.find_checkpoint(converted["sd_model_checkpoint"])
@@ -214,6 +222,7 @@ class Api:
         except OptionError as e:
             status = 403 if "frozen" in str(e) else 422
             raise HTTPException(status, "Settings are frozen" if status == 403 else str(e)) from None
+        check_vae_choice(values)
         checkpoint = values.pop("sd_model_checkpoint", None)
         if checkpoint:
             try:

@@ -83,6 +83,11 @@ def test_errors_are_clear(server):
     assert response.status_code == 422 and "width" in response.json()["detail"]
     response = post(server, "/options", {"no_such_setting": 1})
     assert response.status_code == 422 and "no_such_setting" in response.json()["detail"]
+    for path, body in (("/txt2img", {"prompt": "x", "override_settings": {"sd_vae": "nope.safetensors"}, **SMALL}),
+                       ("/options", {"sd_vae": "nope.safetensors"})):
+        response = post(server, path, body)
+        assert response.status_code == 422 and response.json()["detail"].startswith("VAE 'nope.safetensors' not found")
+    assert get(server, "/options").json()["sd_vae"] == "Automatic"
 
 
 def test_scripts_that_do_not_exist_are_refused(server):

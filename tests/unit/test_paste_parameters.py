@@ -10,11 +10,11 @@ NAMES = ["prompt", "steps", "sampler_name", "scheduler", "enable_hr", "override_
 
 def test_fields_and_settings_from_an_infotext(webui_session):
     text = ("a cat\nNegative prompt: dog\nSteps: 5, Sampler: DPM++ 2M Karras, CFG scale: 6, Seed: 7, "
-            "Size: 64x64, Clip skip: 2, RNG: CPU, ENSD: 31337, Model hash: 0123456789")
+            "Size: 64x64, Clip skip: 2, RNG: CPU, ENSD: 31337, Model hash: 0123456789, VAE: missing.safetensors")
     prompt, steps, sampler, scheduler, enable_hr, overrides = txt2img.values_from_infotext(text, NAMES)
     assert (prompt, steps, sampler, scheduler) == ("a cat", 5, "DPM++ 2M", "Karras")
     assert enable_hr is gr.skip() or enable_hr == gr.skip()  # no hires keys: hires stays as it was
-    # settings that differ from the current ones; an unknown model hash is not offered
+    # settings that differ from the current ones; an unknown model hash or VAE is not offered
     assert overrides["value"] == overrides["choices"] == ["Clip skip: 2", "RNG: CPU", "ENSD: 31337"]
     assert overrides["visible"] is True
     assert infotext_fields.overrides_from_pairs(overrides["value"], webui_session.opts) == {
@@ -52,3 +52,5 @@ def test_bad_override_entries_are_user_errors(webui_session):
         infotext_fields.overrides_from_pairs(["no separator"], webui_session.opts)
     with pytest.raises(ValueError, match="cannot take the value"):
         infotext_fields.overrides_from_pairs(["Clip skip: many"], webui_session.opts)
+    with pytest.raises(ValueError, match="VAE 'missing.safetensors' not found"):
+        infotext_fields.overrides_from_pairs(["VAE: missing.safetensors"], webui_session.opts)
