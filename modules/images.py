@@ -389,7 +389,18 @@ _MAX_SIDE = {"JPEG": 65535, "WEBP": 16383}
 
 
 def _pillow_format(extension: str) -> str | None:
-    return _FORMATS.get(extension) or Image.registered_extensions().get(f".{extension}")
+    """Pillow's name for a format it can write with this file extension, else None."""
+    Image.init()  # loads every format plugin (once), so Image.SAVE is complete
+    fmt = _FORMATS.get(extension) or Image.registered_extensions().get(f".{extension}")
+    return fmt if fmt in Image.SAVE else None
+
+
+def check_format_setting(extension) -> None:
+    """Validator of samples_format / grid_format: refuse at setting time what saving could not do."""
+    from modules.options import OptionError
+    if _pillow_format(str(extension or "").lower().lstrip(".")) is None:
+        raise OptionError(f"'{extension}' is not an image format this installation can write "
+                          f"(png, jpg, webp, avif, ...)")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -14,11 +14,20 @@ UI_DIR_KEYS = {
 }
 
 
+def _check_image_format(value) -> None:
+    from modules import images  # images imports shared, which imports this module
+    images.check_format_setting(value)
+
+
+# Settings whose values need more than a type check.
+VALIDATORS = {"samples_format": _check_image_format, "grid_format": _check_image_format}
+
+
 def register_builtin_options(opts: Options) -> None:
     for section_id, section_label, key, default, infotext, label in SETTINGS:
         opts.add_option(key, OptionInfo(
             default=default, label=label, section=(section_id, section_label),
-            infotext=infotext, restrict_api=key in API_RESTRICTED))
+            infotext=infotext, restrict_api=key in API_RESTRICTED, validate=VALIDATORS.get(key)))
 
 
 def freeze_from_flags(opts: Options, cmd_opts) -> None:

@@ -88,6 +88,10 @@ def test_errors_are_clear(server):
         response = post(server, path, body)
         assert response.status_code == 422 and response.json()["detail"].startswith("VAE 'nope.safetensors' not found")
     assert get(server, "/options").json()["sd_vae"] == "Automatic"
+    for path, body in (("/txt2img", {"prompt": "x", "override_settings": {"samples_format": "xyz"}, **SMALL}),
+                       ("/options", {"grid_format": "xyz"})):
+        response = post(server, path, body)
+        assert response.status_code == 422 and "'xyz' is not an image format" in response.json()["detail"]
 
 
 def test_scripts_that_do_not_exist_are_refused(server):
