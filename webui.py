@@ -92,10 +92,27 @@ def main(argv=None) -> None:
         try_share(port)
     print(f"Running on local URL: http://{host}:{port} (prepared in {time.time() - started:.1f}s)")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level="warning",
-                timeout_keep_alive=args.timeout_keep_alive,
-                ssl_keyfile=args.tls_keyfile if args.tls_certfile else None,
-                ssl_certfile=args.tls_certfile if args.tls_keyfile else None)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_keep_alive=args.timeout_keep_alive,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+                            ssl_keyfile=args.tls_keyfile if args.tls_certfile else None,
+                            ssl_certfile=args.tls_certfile if args.tls_keyfile else None)
+    StoppingServer(config).run()
+
+
+# After Ctrl+C / SIGTERM, requests still open (a job's) get this long before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 5
+
+
+class StoppingServer(uvicorn.Server):
+    """Ctrl+C or SIGTERM also interrupts the running job, so the program stops within seconds
+    instead of waiting for a long job's request to finish."""
+
+    def handle_exit(self, sig, frame):
+        if not self.should_exit:
+            print("Stopping: interrupting the current job")
+            shared.state.interrupt()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import signal
 import threading
 import time
 
@@ -131,13 +132,16 @@ def test_webuiapi_client(server):
     assert api.util_get_model_names()
 
 
-def start_slow_job(server, until):
+def start_slow_job(server, until, body=None):
     """Start a 3-batch, 60-step job in a thread; return (thread, result dict) once `until(progress)`."""
     result = {}
 
     def long_job():
-        result["response"] = post(server, "/txt2img", {"prompt": "slow", "n_iter": 3, "steps": 60,
-                                                       "width": 64, "height": 64, "seed": 1})
+        try:
+            result["response"] = post(server, "/txt2img", {"prompt": "slow", "n_iter": 3, "steps": 60, "width": 64,
+                                                           "height": 64, "seed": 1, **(body or {})})
+        except requests.ConnectionError as e:  # the server went away (shutdown test)
+            result["error"] = e
 
     thread = threading.Thread(target=long_job)
     thread.start()
@@ -221,6 +225,23 @@ def test_nowebui_serves_the_api_alone(data_dir):
         proc.wait_ready()
         assert requests.get(proc.url + "/", timeout=10).status_code == 404
         assert get(proc, "/sd-models").status_code == 200
+    finally:
+        proc.stop()
+
+
+def test_sigterm_during_a_long_job_stops_the_server_within_seconds(data_dir):
+    proc = ServerProcess(data_dir, "--api")
+    try:
+        proc.wait_ready()
+        thread, result = start_slow_job(proc, lambda seen: seen["state"]["sampling_step"] >= 1,
+                                        body={"n_iter": 50, "steps": 150})  # minutes if left to run
+        assert result["progress"]["state"]["sampling_step"] >= 1
+        proc.proc.send_signal(signal.SIGTERM)
+        started = time.time()
+        proc.proc.wait(timeout=30)
+        assert time.time() - started < 20
+        assert "Stopping: interrupting the current job" in proc.output()
+        thread.join(timeout=30)
     finally:
         proc.stop()
 
