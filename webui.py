@@ -38,11 +38,11 @@ def create_app(args) -> FastAPI:
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
-        from modules.ui.app import CSS, create_ui
+        from modules.ui.app import CSS, JS, create_ui
         ui_creds = auth.ui_credentials(args)
         ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
         save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads
-        gr.mount_gradio_app(app, create_ui(), path="/", auth=ui_auth, css=CSS,
+        gr.mount_gradio_app(app, create_ui(), path="/", auth=ui_auth, css=CSS, js=JS,
                             allowed_paths=[shared.paths.outputs, save_dir, *args.gradio_allowed_path])
     return app
 

@@ -1,4 +1,6 @@
 """Builds the Gradio UI: quicksettings bar on top, then the tabs."""
+import os
+
 import gradio as gr
 
 from modules.ui import png_info, quicksettings, txt2img
@@ -7,6 +9,9 @@ CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
 .error { color: #c00; font-weight: bold; }
 """
+
+with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf8") as _file:
+    JS = _file.read()  # runs once on page load
 
 
 def create_ui() -> gr.Blocks:

@@ -87,6 +87,17 @@ def test_progress_and_interrupt_button(page, server):
     expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=30_000)
 
 
+def test_keyboard_shortcuts_in_the_prompt_box(page, server):
+    page.goto(server.url + "/")
+    set_job(page, "a slow one", steps=150, size=(256, 256))
+    box = page.locator("#txt2img_prompt textarea")
+    box.press("Control+Enter")  # generate
+    expect(page.get_by_text(re.compile(r"\d+/150 steps")).first).to_be_visible(timeout=30_000)
+    box.press("Escape")  # interrupt
+    expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=30_000)
+    assert box.input_value() == "a slow one"  # no newline typed by the shortcut
+
+
 def test_token_counter_follows_the_prompt(page, server):
     page.goto(server.url + "/")
     box = page.locator("#txt2img_prompt textarea")
