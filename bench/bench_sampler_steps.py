@@ -30,6 +30,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.bench_utils import in_own_thread  # noqa: E402
+
 # A1111 sampler name -> (diffusers scheduler class name, constructor arguments over the SD betas)
 DIFFUSERS_EQUIVALENTS = {
     "Euler": ("EulerDiscreteScheduler", {"timestep_spacing": "linspace"}),
@@ -86,7 +88,7 @@ def per_step(args) -> None:
     data_dir = tempfile.mkdtemp(prefix="bench-steps-")
     folder = os.path.join(data_dir, "models", "Stable-diffusion")
     os.makedirs(folder)
-    write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors"))
+    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
     # no console progress bar (the diffusers one is off too); no NaN check: random weights in fp16 may
     # overflow, and the check is a per-image cost that the per-step difference removes anyway
     flags = ["--data-dir", data_dir, "--disable-console-progressbars", "--no-prompt-history", "--disable-nan-check"]
@@ -130,8 +132,10 @@ def per_step(args) -> None:
           f"UNet calls at {low} -> {high} steps in brackets")
     print(f"{'sampler':<18}{'ours ms/step':>14}{'diffusers ms/step':>19}{'ratio':>8}   UNet calls ours | diffusers")
     for label in args.samplers:
-        runs = {(side, steps): make(label, steps)
-                for side, make in (("ours", ours_job), ("diffusers", diffusers_job)) for steps in (low, high)}
+        # built on the worker as well: even making a diffusers scheduler runs torch ops (bench_utils)
+        runs = shared.job_queue.run(lambda: {
+            (side, steps): make(label, steps)
+            for side, make in (("ours", ours_job), ("diffusers", diffusers_job)) for steps in (low, high)})
         calls = {key: count_calls(model.unet, fn) for key, fn in runs.items()}  # also the warm-up
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(args.repeats):  # interleaved, so slow drifts of the machine hit both sides

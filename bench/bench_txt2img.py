@@ -13,6 +13,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.bench_utils import in_own_thread  # noqa: E402
+
 
 def best_of(fn, repeats):
     fn()  # warm-up
@@ -63,7 +65,7 @@ def main():
     data_dir = tempfile.mkdtemp(prefix="bench-")
     folder = os.path.join(data_dir, "models", "Stable-diffusion")
     os.makedirs(folder)
-    write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors"))
+    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
     webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
     model = shared.job_queue.run(shared.model_holder.ensure_for_job)
 
@@ -73,19 +75,23 @@ def main():
             height=args.size, seed=1, sampler_name="Euler", do_not_save_samples=True)
         shared.job_queue.run(lambda: processing.process_images(p))
 
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="linspace", num_train_timesteps=1000,
-                                       steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
-                                   tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    def make_pipeline():  # on the worker: even a diffusers scheduler's set-up runs torch ops (bench_utils)
+        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                           timestep_spacing="linspace", num_train_timesteps=1000,
+                                           steps_offset=1)
+        pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                       tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
-    def plain():
-        pipe(prompt="a lighthouse", negative_prompt="", num_inference_steps=args.steps,
-             guidance_scale=7.0, width=args.size, height=args.size,
-             generator=torch.Generator("cpu").manual_seed(1))
+    pipe = shared.job_queue.run(make_pipeline)
+
+    def plain():  # on the job queue's worker too: see bench_utils.in_own_thread
+        shared.job_queue.run(lambda: pipe(
+            prompt="a lighthouse", negative_prompt="", num_inference_steps=args.steps, guidance_scale=7.0,
+            width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(1)))
 
     ours_s = best_of(ours, args.repeats)
     plain_s = best_of(plain, args.repeats)
