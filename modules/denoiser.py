@@ -34,6 +34,39 @@ def _split(c):
     return c, None
 
 
+class _ActiveConds:
+    """The conditioning of one stretch of steps between prompt-schedule boundaries, with the tensors
+    every evaluation in that stretch needs built once (they are the same at each step)."""
+
+    def __init__(self, guidance: Guidance, conds_list, cond, uncond):
+        self.conds_list = conds_list
+        # one row per sub-prompt of each image; None when that is simply every image once, in order
+        rows = [i for i, conds in enumerate(conds_list) for _ in conds]
+        self.rows = None if rows == list(range(len(conds_list))) else rows
+        self.n_rows = len(rows)
+        self.cond_ctx, self.cond_vec = _split(cond)
+        self.uncond_ctx, self.uncond_vec = _split(uncond)
+        self.cond_time_ids = self.per_row(guidance.time_ids)
+        self.cond_image = self.per_row(guidance.image_cond)
+        self.uncond_time_ids = guidance.uncond_time_ids if guidance.uncond_time_ids is not None else guidance.time_ids
+        # plain CFG: one sub-prompt of weight 1 per image (the common case: one tensor expression)
+        self.plain = self.rows is None and all(conds[0][1] == 1.0 for conds in conds_list)
+        self._joint = None
+
+    def per_row(self, t):
+        return t if t is None or self.rows is None else t[self.rows]
+
+    def joint(self, guidance: Guidance):
+        """Prompt rows then negative rows in one batch: context, pooled vector, time ids, image cond."""
+        if self._joint is None:
+            def both(a, b):
+                return None if a is None else torch.cat([a, b])
+            self._joint = (both(self.cond_ctx, self.uncond_ctx), both(self.cond_vec, self.uncond_vec),
+                           both(self.cond_time_ids, self.uncond_time_ids),
+                           both(self.cond_image, guidance.image_cond))
+        return self._joint
+
+
 class CFGDenoiser:
     def __init__(self, unet, schedule: DiscreteSchedule, parameterization: str, guidance: Guidance,
                  step_callback=None):
@@ -65,67 +98,52 @@ class CFGDenoiser:
 
     def _denoise(self, x, sigma, context, vector, time_ids, image_cond):
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
-        t = self.schedule.sigma_to_t(sigma)
-        out = self._unet(x * c_in[:, None, None, None], t, context, vector, time_ids, image_cond)
+        out = self._unet(x * c_in[:, None, None, None], self.schedule.sigma_to_t(sigma), context, vector, time_ids, image_cond)
         s = sigma[:, None, None, None]
         if self.parameterization == "v":
             return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
         return x - out * s
 
-    def _conds_at(self, step: int):
+    def _conds_at(self, step: int) -> _ActiveConds:
         bucket = bisect.bisect_left(self._boundaries, step)
-        key, conds = self._cached
+        key, active = self._cached
         if key != bucket:
             conds_list, cond = prompt_parser.reconstruct_multicond_batch(self.guidance.cond, step)
-            conds = (conds_list, cond, prompt_parser.reconstruct_cond_batch(self.guidance.uncond, step))
-            self._cached = (bucket, conds)
-        return conds
+            uncond = prompt_parser.reconstruct_cond_batch(self.guidance.uncond, step)
+            active = _ActiveConds(self.guidance, conds_list, cond, uncond)
+            self._cached = (bucket, active)
+        return active
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.step_callback is not None:
             self.step_callback()
         g = self.guidance
-        conds_list, cond, uncond = self._conds_at(self.step)
+        a = self._conds_at(self.step)
         # NGMS (prompt-syntax.md §13): at small sigma, on every second evaluation, no negative pass
         skip_uncond = (g.s_min_uncond > 0 and float(sigma[0]) < g.s_min_uncond
                        and (self.step % 2 == 0 or g.s_min_uncond_all))
         self.step += 1
 
-        # one row per sub-prompt of each image, then one unconditional row per image
-        rows = [i for i, conds in enumerate(conds_list) for _ in conds]
-
-        def per_row(t):
-            return None if t is None else t[rows]
-
-        uncond_ids = g.uncond_time_ids if g.uncond_time_ids is not None else g.time_ids
-        cond_ctx, cond_vec = _split(cond)
-        uncond_ctx, uncond_vec = _split(uncond)
+        x_rows, sigma_rows = a.per_row(x), a.per_row(sigma)
         if skip_uncond:
             self.skipped_uncond = True
-            d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
-                                   per_row(g.image_cond))
+            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image)
             # each image's first sub-prompt stands in for its unconditional prediction
-            d_uncond = torch.stack([d_cond[conds[0][0]] for conds in conds_list])
-        elif cond_ctx.shape[1] == uncond_ctx.shape[1] and g.batch_cond_uncond:
-            def both(a, b):
-                return None if a is None else torch.cat([a, b])
-            denoised = self._denoise(
-                both(x[rows], x), both(sigma[rows], sigma), both(cond_ctx, uncond_ctx),
-                both(cond_vec, uncond_vec), both(per_row(g.time_ids), uncond_ids),
-                both(per_row(g.image_cond), g.image_cond))
-            d_cond, d_uncond = denoised[:len(rows)], denoised[len(rows):]
+            d_uncond = torch.stack([d_cond[conds[0][0]] for conds in a.conds_list])
+        elif a.cond_ctx.shape[1] == a.uncond_ctx.shape[1] and g.batch_cond_uncond:
+            denoised = self._denoise(torch.cat([x_rows, x]), torch.cat([sigma_rows, sigma]), *a.joint(g))
+            d_cond, d_uncond = denoised[:a.n_rows], denoised[a.n_rows:]
         else:
             # prompt and negative in different chunk counts (or batching is off): two UNet calls
-            d_cond = self._denoise(x[rows], sigma[rows], cond_ctx, cond_vec, per_row(g.time_ids),
-                                   per_row(g.image_cond))
-            d_uncond = self._denoise(x, sigma, uncond_ctx, uncond_vec, uncond_ids, g.image_cond)
+            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image)
+            d_uncond = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids, g.image_cond)
 
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
-        if len(rows) == len(conds_list) and all(conds[0][1] == 1.0 for conds in conds_list):
-            return d_uncond + (d_cond - d_uncond) * scale  # plain CFG: one sub-prompt of weight 1 each
+        if a.plain:
+            return d_uncond + (d_cond - d_uncond) * scale
         result = d_uncond.clone()
-        for i, conds in enumerate(conds_list):
+        for i, conds in enumerate(a.conds_list):
             for row, weight in conds:
                 result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
         return result

@@ -7,7 +7,8 @@ Every solver is `sample_<name>(model, x, sigmas, extra_args=None, callback=None,
 * `callback` receives `{"x", "i", "sigma", "sigma_hat", "denoised"}` once per step.
 * Solvers that draw noise take `noise_sampler(sigma, sigma_next)` returning one standard-normal tensor
   shaped like x (default: torch.randn_like). The web UI passes its per-image generators (rng.ImageRNG)
-  here — including for the churn noise of Euler/Heun/DPM2, which k-diffusion draws via randn_like.
+  here — including for the churn noise of Euler/Heun/DPM2, which k-diffusion draws via randn_like
+  (only when s_churn > 0: see _churn).
 * The caller interrupts a run by raising from the model or the callback.
 * `disable` turns the console progress bar off (tqdm's convention: None = off when not a terminal).
 """
@@ -63,9 +64,13 @@ def _report(callback, x, i, sigma, sigma_hat, denoised):
 
 
 def _churn(x, sigmas, i, s_churn, s_tmin, s_tmax, s_noise, noise_sampler):
-    """Karras "churn": raise σ_i to σ̂ by adding noise. The noise is drawn every step, even when γ = 0,
-    because the reference does so and later draws (and so images) depend on it."""
+    """Karras "churn": raise σ_i to σ̂ by adding noise. With s_churn > 0 the noise is drawn every step,
+    even where γ = 0 (outside s_tmin..s_tmax), because the reference does so and the later draws (and
+    so the image) depend on it. With s_churn = 0, γ is 0 on every step and these solvers draw nothing
+    else, so the reference's draws are never used: skipping them changes no result and saves time."""
     sigma = sigmas[i]
+    if s_churn <= 0:
+        return x, sigma
     gamma = min(s_churn / (len(sigmas) - 1), 2 ** 0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
     eps = noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise
     sigma_hat = sigma * (gamma + 1)

@@ -29,6 +29,10 @@ def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return rescaled
 
 
+MEMO_MAX_NUMEL = 64       # batch rows of one model call
+MEMO_MAX_ENTRIES = 10_000  # distinct σ rows remembered per schedule
+
+
 class DiscreteSchedule:
     """Sigma table of a discrete-time model, with fractional timestep interpolation in log-sigma."""
 
@@ -39,6 +43,7 @@ class DiscreteSchedule:
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.log_sigmas = self.sigmas.log()
         self._log_sigmas_on = {}  # device -> table: no copy to the GPU on every model call
+        self._t_memo = {}  # (shape, σ values) -> t(σ), for small CPU inputs: jobs revisit the same sigmas
 
     def _log_table(self, device) -> torch.Tensor:
         table = self._log_sigmas_on.get(device)
@@ -62,8 +67,23 @@ class DiscreteSchedule:
         return self.sigmas.shape[0]
 
     def sigma_to_t(self, sigma) -> torch.Tensor:
-        """Continuous timestep for σ (any shape): linear interpolation of ln σ between table entries."""
+        """Continuous timestep for σ (any shape): linear interpolation of ln σ between table entries.
+
+        A small CPU input is looked up in a memo first (same values, same result: only the ~20 small
+        tensor ops are saved). Reading a GPU tensor's values would wait for its queued work, so GPU
+        inputs are always computed."""
         sigma = torch.as_tensor(sigma, dtype=self.log_sigmas.dtype)
+        if sigma.device.type != "cpu" or sigma.numel() > MEMO_MAX_NUMEL:
+            return self._sigma_to_t(sigma)
+        key = (tuple(sigma.shape), tuple(sigma.reshape(-1).tolist()))
+        t = self._t_memo.get(key)
+        if t is None:
+            if len(self._t_memo) >= MEMO_MAX_ENTRIES:
+                self._t_memo.clear()
+            t = self._t_memo[key] = self._sigma_to_t(sigma)
+        return t.clone()  # callers own their tensor
+
+    def _sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         log_sigmas = self._log_table(sigma.device)
         log_sigma = sigma.log()
         # lo = last index with ln σ_lo <= ln σ, clamped so that lo+1 is still in the table
@@ -85,3 +105,22 @@ class DiscreteSchedule:
         """The model's own schedule ("Uniform"): n sigmas at evenly spaced fractional t from 999 to 0, then 0."""
         t = torch.linspace(len(self) - 1, 0, n, dtype=self.log_sigmas.dtype)
         return torch.cat([self.t_to_sigma(t), t.new_zeros([1])])
+
+
+def schedule_settings_keys(opts) -> dict:
+    """Infotext keys of the settings that change the noise table (infotext.md §3.2)."""
+    keys = {}
+    if opts.use_downcasted_alpha_bar:
+        keys["Downcast alphas_cumprod"] = True
+    if opts.sd_noise_schedule == "Zero Terminal SNR":
+        keys["Noise Schedule"] = "Zero Terminal SNR"
+    return keys
+
+
+def apply_schedule_settings(alphas_cumprod: torch.Tensor, opts) -> torch.Tensor:
+    """The model's ᾱ table with use_downcasted_alpha_bar, then sd_noise_schedule, applied (§0.1)."""
+    if opts.use_downcasted_alpha_bar:
+        alphas_cumprod = downcast_alphas_cumprod(alphas_cumprod)
+    if opts.sd_noise_schedule == "Zero Terminal SNR":
+        alphas_cumprod = rescale_zero_terminal_snr(alphas_cumprod)
+    return alphas_cumprod

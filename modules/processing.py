@@ -15,7 +15,6 @@ from PIL import Image
 
 from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
                      sd_vae, shared, styles)
-from modules.noise_schedule import DiscreteSchedule
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
@@ -408,7 +407,7 @@ def _setup_hires(p) -> None:
         params["Hires prompt"] = p.hr_prompt_text
     if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
         params["Hires negative prompt"] = p.hr_negative_text
-    schedule = DiscreteSchedule(p.sd_model.alphas_cumprod)
+    schedule = p.sd_model.noise_schedule(shared.opts)
     labels = [sd_samplers.compute_sampler_sigmas(sampler, label or "Automatic", 1, schedule, shared.opts,
                                                  p.sd_model.is_sdxl)[1]["Schedule type"]
               for sampler, label in ((p.sampler, p.scheduler), (p.hr_sampler, p.hr_scheduler_label))]

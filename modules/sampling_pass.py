@@ -11,7 +11,7 @@ import torch
 
 from modules import conditioning, devices, previews, prompt_parser, rng, sd_samplers, shared
 from modules.denoiser import CFGDenoiser, Guidance
-from modules.noise_schedule import DiscreteSchedule
+from modules.noise_schedule import DiscreteSchedule, schedule_settings_keys
 
 opt_C = 4  # latent channels (A1111's name, also exported by modules.processing)
 opt_f = 8  # VAE down-scaling factor (A1111's name)
@@ -156,7 +156,8 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     state = shared.state
     opts = shared.opts
     device = model.device_config.device
-    schedule = DiscreteSchedule(model.alphas_cumprod)
+    schedule = model.noise_schedule(opts)
+    p.extra_generation_params.update(schedule_settings_keys(opts))
     sigmas = pass_sigmas(spec, schedule, model, p)
     options = sd_samplers.solver_options(spec.sampler, p, opts)
     p.extra_generation_params.update(sd_samplers.infotext_options(spec.sampler, options, opts))
@@ -189,7 +190,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
             p.record_embeddings(used)
             p.extra_generation_params["Refiner"] = spec.refiner.short_title
             p.extra_generation_params["Refiner switch at"] = spec.refiner_switch_at
-            schedule = DiscreteSchedule(segment_model.alphas_cumprod)
+            schedule = segment_model.noise_schedule(opts)
         denoiser = CFGDenoiser(segment_model.unet, schedule, segment_model.parameterization, segment_guidance,
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
@@ -215,7 +216,9 @@ def _progress_callback(model, offset: int):
     def on_step(info):
         state.sampling_step = offset + info["i"] + 1
         state.current_latent = info["denoised"]
-        if opts.live_previews_enable and every > 0 and state.sampling_step % every == 0:
+        # rendered here, on the worker, not by the reader: torch work on a second thread slows every
+        # later step (a second OpenMP team; see bench/bench_utils.py)
+        if opts.live_previews_enable and every > 0 and state.sampling_step % every == 0 and state.preview_wanted():
             state.set_current_image(previews.preview(model, info["denoised"], opts.show_progress_type,
                                                      opts.show_progress_grid))
     return on_step

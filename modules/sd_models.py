@@ -204,7 +204,18 @@ class SdModel:
         self.base_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in self.vae.state_dict().items()}
         self.loaded_vae_file: str | None = None
         self.cond_cache: dict = {}  # the last job's conds (modules.processing.get_conds)
+        self._noise_schedules: dict = {}  # settings -> DiscreteSchedule, kept so its t(σ) memo lasts
         self.embedding_db = None     # set by refresh_embeddings
+
+    def noise_schedule(self, opts):
+        """The noise table jobs sample with: this model's, with the schedule settings applied."""
+        from modules.noise_schedule import DiscreteSchedule, apply_schedule_settings
+        key = (bool(opts.use_downcasted_alpha_bar), opts.sd_noise_schedule)
+        schedule = self._noise_schedules.get(key)
+        if schedule is None:
+            schedule = self._noise_schedules[key] = DiscreteSchedule(
+                apply_schedule_settings(self.alphas_cumprod, opts))
+        return schedule
 
     def get_learned_conditioning(self, texts: list[str]):
         """A1111's model method: texts (an SdConditioning may mark a negative prompt) -> conds."""

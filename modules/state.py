@@ -11,10 +11,16 @@ class Interrupted(Exception):
     """Raised inside a job when the user pressed Interrupt (or Skip for the current batch)."""
 
 
+# Live previews are rendered only while someone has asked for one this recently (a UI watcher polls
+# every 0.1 s, API clients call /progress): nobody watching, no preview cost in the sampling loop.
+PREVIEW_INTEREST_SECONDS = 3.0
+
+
 class State:
     def __init__(self):
         self._lock = threading.Lock()
         self.server_start = time.time()
+        self._preview_wanted_at = -float("inf")
         self.reset()
 
     def reset(self):
@@ -47,6 +53,13 @@ class State:
 
     def stop_generating(self):
         self.stopping_generation = True
+
+    def want_preview(self):
+        """A reader (UI watcher, /progress) would show a live preview: render them for a while."""
+        self._preview_wanted_at = time.monotonic()
+
+    def preview_wanted(self) -> bool:
+        return time.monotonic() - self._preview_wanted_at < PREVIEW_INTEREST_SECONDS
 
     # -- used by the worker -------------------------------------------------------------------
     def begin(self, job: str = "(unknown)", task_id: str | None = None):

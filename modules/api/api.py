@@ -194,6 +194,8 @@ class Api:
     # -- progress and control ------------------------------------------------------------------
     def progressapi(self, skip_current_image: bool = False):
         state = shared.state
+        if not skip_current_image:
+            state.want_preview()
         if not state.job:
             return models.ProgressResponse(progress=0, eta_relative=0, state=state.dict(), textinfo=state.textinfo)
         image = state.current_image

@@ -14,6 +14,7 @@ def watch_job(fn, name: str, progress: gr.Progress | None = None, task_id: str |
     last_preview = state.id_live_preview if state.task_id == job.task_id else 0
     while not job.future.done():
         active = state.task_id == job.task_id
+        state.want_preview()
         if progress is not None:
             if not active:
                 pending = shared.job_queue.pending_tasks()

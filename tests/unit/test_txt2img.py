@@ -249,3 +249,53 @@ def test_vae_nan_in_half_precision_is_retried_in_float32(webui_session, monkeypa
         assert pixels(processed)[0].std() > 0
     finally:
         model.vae.to(torch.float32)
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_live_previews_are_rendered_only_while_someone_watches(webui_session, monkeypatch, watched):
+    from modules import previews, state as state_module
+    shared = webui_session
+    use(shared, "sd1")
+    rendered = []
+    real_preview = previews.preview
+    monkeypatch.setattr(previews, "preview", lambda *a: rendered.append(shared.state.sampling_step) or real_preview(*a))
+    monkeypatch.setattr(shared.state, "_preview_wanted_at", -float("inf"))
+    if watched:
+        shared.state.want_preview()  # what the UI watcher and GET /progress do
+    run(shared, steps=6, override_settings={"show_progress_every_n_steps": 2, "live_previews_enable": True})
+    assert rendered == ([2, 4, 6] if watched else [])
+    assert state_module.PREVIEW_INTEREST_SECONDS >= 1  # a poll every second keeps them coming
+
+
+def test_noise_table_settings_change_the_schedule_and_are_recorded(webui_session):
+    from types import SimpleNamespace
+    shared = webui_session
+    model = use(shared, "sd1")
+    plain, _ = run(shared, steps=3, seed=5, sampler_name="Euler a")
+    assert "Downcast alphas_cumprod" not in plain.infotexts[0] and "Noise Schedule" not in plain.infotexts[0]
+
+    downcast, _ = run(shared, steps=3, seed=5, sampler_name="Euler a",
+                      override_settings={"use_downcasted_alpha_bar": True})
+    assert "Downcast alphas_cumprod: True" in downcast.infotexts[0]
+    assert not np.array_equal(pixels(plain), pixels(downcast))
+    table = model.noise_schedule(SimpleNamespace(use_downcasted_alpha_bar=True, sd_noise_schedule="Default"))
+    assert torch.equal(table.alphas_cumprod, model.alphas_cumprod.half().float())
+
+    ztsnr, _ = run(shared, steps=3, seed=5, sampler_name="Euler a",
+                   override_settings={"sd_noise_schedule": "Zero Terminal SNR"})
+    assert "Noise Schedule: Zero Terminal SNR" in ztsnr.infotexts[0]
+    table = model.noise_schedule(SimpleNamespace(use_downcasted_alpha_bar=False, sd_noise_schedule="Zero Terminal SNR"))
+    assert float(table.sigma_max) == pytest.approx(4518.8, rel=1e-4)  # generation.md §0.1
+    # the settings are per job: the next plain job is the first one again
+    again, _ = run(shared, steps=3, seed=5, sampler_name="Euler a")
+    assert np.array_equal(pixels(plain), pixels(again))
+
+
+def test_sigma_to_t_memo_gives_the_computed_values():
+    from modules.noise_schedule import DiscreteSchedule
+    schedule = DiscreteSchedule.scaled_linear()
+    sigma = torch.tensor([3.5, 3.5])
+    first = schedule.sigma_to_t(sigma)
+    first += 1  # callers may modify what they get: the memo hands out copies
+    assert torch.equal(schedule.sigma_to_t(sigma), schedule._sigma_to_t(sigma))
+    assert torch.equal(schedule.sigma_to_t(torch.tensor(0.5)), schedule._sigma_to_t(torch.tensor(0.5)))
