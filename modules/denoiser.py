@@ -48,7 +48,7 @@ class _ActiveConds:
         self.uncond_ctx, self.uncond_vec = _split(uncond)
         self.cond_time_ids = self.per_row(guidance.time_ids)
         self.cond_image = self.per_row(guidance.image_cond)
-        self.uncond_time_ids = guidance.uncond_time_ids if guidance.uncond_time_ids is not None else guidance.time_ids
+        self.uncond_time_ids = guidance.time_ids if guidance.uncond_time_ids is None else guidance.uncond_time_ids
         # plain CFG: one sub-prompt of weight 1 per image (the common case: one tensor expression)
         self.plain = self.rows is None and all(conds[0][1] == 1.0 for conds in conds_list)
         self._joint = None
@@ -98,7 +98,8 @@ class CFGDenoiser:
 
     def _denoise(self, x, sigma, context, vector, time_ids, image_cond):
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
-        out = self._unet(x * c_in[:, None, None, None], self.schedule.sigma_to_t(sigma), context, vector, time_ids, image_cond)
+        t = self.schedule.sigma_to_t(sigma)
+        out = self._unet(x * c_in[:, None, None, None], t, context, vector, time_ids, image_cond)
         s = sigma[:, None, None, None]
         if self.parameterization == "v":
             return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
