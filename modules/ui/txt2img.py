@@ -3,6 +3,7 @@ from), hires fix, refiner, tiling; Generate / Interrupt / Skip, gallery with liv
 Save / Zip, styles, and reading parameters back from infotext."""
 import html
 import os
+import time
 
 import gradio as gr
 
@@ -57,6 +58,7 @@ def make_generate(controls: dict):
             yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
             return
         p = processing.StableDiffusionProcessingTxt2Img(**fields, user=getattr(request, "username", None))
+        started = time.perf_counter()
         watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
                             task_id=jobs.new_task_id("txt2img"))
         while True:
@@ -72,8 +74,17 @@ def make_generate(controls: dict):
         for image, text in zip(processed.images, processed.infotexts):
             image.info["parameters"] = text  # Gradio writes it into the PNG it serves
         notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
+        notes += f"<p class='time-taken'>Time taken: {format_duration(time.perf_counter() - started)}</p>"
         yield processed.images, processed.info, notes, processed.infotexts
     return generate
+
+
+def format_duration(seconds: float) -> str:
+    """A1111's "Time taken" text: "2.35 sec.", "1 min. 5.2 sec." (the wait in the queue included)."""
+    minutes, rest = divmod(seconds, 60)
+    if minutes:
+        return f"{int(minutes)} min. {rest:.1f} sec."
+    return f"{rest:.2f} sec."
 
 
 def values_from_infotext(text: str, names: list[str]) -> list:

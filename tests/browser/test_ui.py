@@ -61,6 +61,7 @@ def test_generate_shows_image_in_gallery(page, server):
     expect(image).to_be_visible(timeout=60_000)
     info = page.locator("#txt2img_generation_info textarea")
     expect(info).to_have_value(re.compile(r"^a lighthouse at dusk\nSteps: 3, Sampler: DPM\+\+ 2M, Schedule type: Karras, "), timeout=10_000)
+    expect(page.locator("#txt2img_html_log")).to_contain_text(re.compile(r"Time taken: \d+\.\d\d sec\."))
     # the served file is a PNG that still carries the infotext
     src = image.get_attribute("src")
     body = page.request.get(src if src.startswith("http") else server.url + src).body()

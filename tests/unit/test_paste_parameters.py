@@ -54,3 +54,8 @@ def test_bad_override_entries_are_user_errors(webui_session):
         infotext_fields.overrides_from_pairs(["Clip skip: many"], webui_session.opts)
     with pytest.raises(ValueError, match="VAE 'missing.safetensors' not found"):
         infotext_fields.overrides_from_pairs(["VAE: missing.safetensors"], webui_session.opts)
+
+
+def test_time_taken_text():
+    assert txt2img.format_duration(2.5) == "2.50 sec."
+    assert txt2img.format_duration(65.3) == "1 min. 5.3 sec."
