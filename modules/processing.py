@@ -244,6 +244,11 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append(f"denoising strength must be between 0 and 1, got {p.denoising_strength}")
     if getattr(p, "enable_hr", False) and (p.hr_second_pass_steps or 0) < 0:
         problems.append(f"hires steps cannot be negative, got {p.hr_second_pass_steps}")
+    restore_faces = shared.opts.face_restoration if p.restore_faces is None else p.restore_faces
+    if restore_faces:
+        # a job that silently skipped it would look like a failed restoration
+        problems.append("face restoration is not available in this version yet (no face restoration "
+                        "model is installed); turn off restore_faces / the 'Face restoration' setting")
     if problems:
         raise GenerationError("; ".join(problems))
 

@@ -366,7 +366,9 @@ def test_out_of_range_strengths_and_hires_sizes_are_refused(server):
     cases = [({"subseed_strength": 3}, "variation strength must be between 0 and 1"),
              ({"enable_hr": True, "denoising_strength": 5}, "denoising strength must be between 0 and 1"),
              ({"enable_hr": True, "hr_second_pass_steps": -2}, "hires steps cannot be negative"),
-             ({"enable_hr": True, "hr_scale": 200}, "Hires fix would sample at 12800x12800")]
+             ({"enable_hr": True, "hr_scale": 200}, "Hires fix would sample at 12800x12800"),
+             ({"restore_faces": True}, "face restoration is not available"),
+             ({"override_settings": {"face_restoration": True}}, "face restoration is not available")]
     for fields, message in cases:
         response = post(server, "/txt2img", {"prompt": "x", **SMALL, **fields})
         assert response.status_code == 422 and message in response.json()["detail"], (fields, response.text)
