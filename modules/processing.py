@@ -15,6 +15,7 @@ from PIL import Image
 
 from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
                      sd_vae, shared, styles)
+from modules import sampling_pass
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
@@ -476,6 +477,13 @@ def _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model):
         model = shared.model_holder.switch_to(p.hr_checkpoint)
     if p.denoising_strength == 0:
         return z, model  # a pure upscale (api.md §8.7)
+    image_cond = None
+    weight = opts.inpainting_mask_weight
+    if model.is_inpainting and weight < 1 and p.hr_upscaler in hires.LATENT_UPSCALE_MODES:
+        # generation.md §5 step 3: the inpainting UNet sees the upscaled image, partly masked (at
+        # weight 1 it would see only grey: the txt2img dummy, which the pass builds by itself)
+        image_cond = sampling_pass.masked_image_cond(model, decode_latents(model, z, p) * 2 - 1, weight)
+        p.extra_generation_params["Conditional mask weight"] = weight
     if opts.hires_fix_use_firstpass_conds:
         hr_prompts, hr_negatives = prompts, negatives
     else:
@@ -489,7 +497,7 @@ def _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model):
                     negatives=hr_negatives, cond_steps=schedule_steps(p.steps, p.sampler),
                     hires_steps=schedule_steps(steps, p.hr_sampler), init_latent=z,
                     denoising_strength=p.denoising_strength, refiner=_refiner_for(p, True),
-                    refiner_switch_at=p.refiner_switch_at or 1.0)
+                    refiner_switch_at=p.refiner_switch_at or 1.0, image_cond=image_cond)
     x = run_pass(p, model, spec, seeds, subseeds)
     return x, shared.model_holder.sd_model
 

@@ -33,6 +33,7 @@ class PassSpec:
     denoising_strength: float = 1.0
     refiner: object = None          # CheckpointInfo of the refiner, or None
     refiner_switch_at: float = 1.0
+    image_cond: torch.Tensor | None = None  # inpainting UNets: instead of the txt2img dummy (§7.6)
 
 
 class _JobEncoder:
@@ -94,13 +95,29 @@ def time_ids(model, width: int, height: int, batch: int, aesthetic_score: float 
 
 def inpainting_image_cond(model, batch: int, height: int, width: int) -> torch.Tensor:
     """txt2img on an inpainting UNet: everything is 'masked' (mask 1) over a neutral grey image."""
+    grey = torch.zeros(1, 3, height, width)
+    return masked_image_cond(model, grey, 1.0).expand(batch, -1, -1, -1)
+
+
+def masked_image_cond(model, images: torch.Tensor, mask_weight: float) -> torch.Tensor:
+    """[mask, E(x_masked)] for an inpainting UNet with the whole image masked (generation.md §7.6):
+    `x_masked = lerp(x, x·(1 − 1), w)` = x·(1 − w), images in [−1, 1], [B, 3, H, W]."""
     device = model.device_config.device
     vae = model.vae
     with torch.no_grad(), devices.on_device(vae, model.device_config):
-        grey = torch.zeros(1, 3, height, width, device=device, dtype=next(vae.parameters()).dtype)
-        latent = vae.encode(grey).latent_dist.mode().float() * model.vae_scaling_factor
-    mask = torch.ones(1, 1, latent.shape[2], latent.shape[3], device=device)
-    return torch.cat([mask, latent], dim=1).expand(batch, -1, -1, -1)
+        masked = torch.lerp(images, torch.zeros_like(images), mask_weight)
+        latent = vae.encode(masked.to(device, next(vae.parameters()).dtype)).latent_dist.mode().float()
+    latent = latent * model.vae_scaling_factor
+    mask = torch.ones(latent.shape[0], 1, latent.shape[2], latent.shape[3], device=device)
+    return torch.cat([mask, latent], dim=1)
+
+
+def _image_cond(model, spec: PassSpec, batch: int, device):
+    if not model.is_inpainting:
+        return None
+    if spec.image_cond is not None:
+        return spec.image_cond.to(device)
+    return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
 def _guidance(p, model, spec: PassSpec, device):
@@ -116,7 +133,7 @@ def _guidance(p, model, spec: PassSpec, device):
         cond=cond, uncond=uncond, cfg_scale=p.cfg_scale,
         time_ids=None if ids is None else ids.to(device),
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
-        image_cond=inpainting_image_cond(model, batch, spec.height, spec.width) if model.is_inpainting else None,
+        image_cond=_image_cond(model, spec, batch, device),
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
         s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond)
     return guidance, used

@@ -118,3 +118,31 @@ def test_hires_checkpoint_is_used_for_the_second_pass_only(webui_session):
     assert f"Hires checkpoint: {hr.short_title}" in processed.infotexts[0]
     assert "Model: tiny-sd1" in processed.infotexts[0]
     assert shared.model_holder.sd_model.sd_checkpoint_info.name_for_extra == "tiny-sd1"
+
+
+def test_inpainting_model_hires_sees_the_upscaled_image_below_full_mask_weight(webui_session):
+    from modules.sampling_pass import inpainting_image_cond, masked_image_cond
+    shared = webui_session
+    model = use(shared, "sd1-inpaint")
+    seen = []
+    handle = model.unet.register_forward_pre_hook(lambda m, args: seen.append(args[0][:, 4:].clone()))
+    try:
+        full = run(shared, enable_hr=True, hr_scale=2.0, hr_second_pass_steps=1, steps=2)
+        hires_default = seen[-1]
+        seen.clear()
+        half = run(shared, enable_hr=True, hr_scale=2.0, hr_second_pass_steps=1, steps=2,
+                   override_settings={"inpainting_mask_weight": 0.5})
+        hires_half = seen[-1]
+    finally:
+        handle.remove()
+    dummy = inpainting_image_cond(model, 1, 128, 128)
+    # weight 1 (default): the grey txt2img dummy, and no infotext key
+    assert torch.allclose(hires_default[:1], dummy, atol=1e-6)
+    assert "Conditional mask weight" not in full.infotexts[0]
+    # weight 0.5: mask of ones, then the encoding of the half-masked upscaled image
+    assert torch.equal(hires_half[:, :1], torch.ones_like(hires_half[:, :1]))
+    assert not torch.allclose(hires_half[:1], dummy, atol=1e-3)
+    assert "Conditional mask weight: 0.5" in half.infotexts[0]
+    # at weight 1 the masked-image conditioning of any image is the dummy
+    image = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert torch.allclose(masked_image_cond(model, image, 1.0), dummy, atol=1e-6)
