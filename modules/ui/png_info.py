@@ -50,16 +50,28 @@ def _split_combined_sampler(params: dict) -> None:
         params["Schedule type"] = schedule.label
 
 
-def fields_from_infotext(text: str, field_keys: list[str], skip=None) -> list:
-    """Values for `field_keys` (infotext keys such as "Prompt", "Steps", "Size-1") from an infotext.
-
-    None means "leave that field unchanged": the key is missing, listed in `skip`, in the setting
-    `infotext_skip_pasting`, or turned off by `send_seed` / `send_size`.
-    """
+def pasted_params(text: str) -> dict:
+    """The parsed infotext as pasting uses it (user settings, styles, extension callbacks run once;
+    a combined sampler name split); {} for empty text."""
     if not text or not text.strip():
-        return [None] * len(field_keys)
+        return {}
     params = parse_infotext_with_settings(text)
     _split_combined_sampler(params)
+    return params
+
+
+def fields_from_infotext(text: str, field_keys: list[str], skip=None) -> list:
+    """Values for `field_keys` (infotext keys such as "Prompt", "Steps", "Size-1") from an infotext."""
+    return fields_from_params(pasted_params(text), field_keys, skip)
+
+
+def fields_from_params(params: dict, field_keys: list[str], skip=None) -> list:
+    """Values for `field_keys` from `pasted_params`. None means "leave that field unchanged": the key
+    is missing, listed in `skip`, in the setting `infotext_skip_pasting`, or turned off by
+    `send_seed` / `send_size`.
+    """
+    if not params:
+        return [None] * len(field_keys)
     skipped = set(skip or [])
     if not shared.opts.send_seed:
         skipped.update(SEED_KEYS)

@@ -91,10 +91,11 @@ def values_from_infotext(text: str, names: list[str]) -> list:
     """Updates for the named controls from an infotext (None/skip where it says nothing), with the
     hires section switched on when the infotext has hires keys (api.md §8.9), and the settings it
     names offered as "Override settings" (replacing those of an earlier paste)."""
-    from modules.ui.png_info import fields_from_infotext, parse_infotext_with_settings
+    from modules.ui.png_info import fields_from_params, pasted_params
+    params = pasted_params(text)
     keys = [INFOTEXT_KEYS.get(name) for name in names]
     known = [key for key in keys if key]
-    values = dict(zip(known, fields_from_infotext(text, known, shared.opts.infotext_skip_pasting)))
+    values = dict(zip(known, fields_from_params(params, known, shared.opts.infotext_skip_pasting)))
     hires_keys = ("Hires upscale", "Hires upscaler", "Hires resize-1")
     updates = []
     for name, key in zip(names, keys):
@@ -107,8 +108,7 @@ def values_from_infotext(text: str, names: list[str]) -> list:
         elif name == "variation_enabled":
             updates.append(True if values.get("Variation seed strength") else gr.skip())
         elif name == "override_settings":
-            pairs = infotext_fields.override_pairs(parse_infotext_with_settings(text), shared.opts,
-                                                   skip=shared.opts.infotext_skip_pasting) if text.strip() else []
+            pairs = infotext_fields.override_pairs(params, shared.opts, skip=shared.opts.infotext_skip_pasting)
             updates.append(gr.update(choices=pairs, value=pairs, visible=bool(pairs)))
         else:
             value = values.get(key) if key else None
