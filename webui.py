@@ -109,7 +109,7 @@ class StoppingServer(uvicorn.Server):
     instead of waiting for a long job's request to finish."""
 
     def handle_exit(self, sig, frame):
-        if not self.should_exit:
+        if not self.should_exit and shared.state.job:
             print("Stopping: interrupting the current job")
             shared.state.interrupt()
         super().handle_exit(sig, frame)
