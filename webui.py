@@ -83,15 +83,16 @@ def main(argv=None) -> None:
     args = cmd_args.parse_args(argv)
     initialize(args)
     app = create_app(args)
-    if not (args.ui_debug_mode or (args.nowebui and args.skip_load_model_at_start)):
-        shared.model_holder.startup_job = shared.job_queue.submit(
-            lambda: sd_models.load_at_start(shared.model_holder), name="load-model")
     host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
     port = choose_port(args, host)
     if args.share:
         try_share(port)
     print(f"Running on local URL: http://{host}:{port} (prepared in {time.time() - started:.1f}s)")
     sys.stdout.flush()
+    # after the line above, so the worker's "Loading checkpoint" message is not printed into it
+    if not (args.ui_debug_mode or (args.nowebui and args.skip_load_model_at_start)):
+        shared.model_holder.startup_job = shared.job_queue.submit(
+            lambda: sd_models.load_at_start(shared.model_holder), name="load-model")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_keep_alive=args.timeout_keep_alive,
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
