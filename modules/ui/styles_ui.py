@@ -50,7 +50,7 @@ def refresh():
 def create(tabname: str, prompt: gr.Textbox, negative: gr.Textbox) -> gr.Dropdown:
     """The styles row; returns the multi-select dropdown whose value is the job's style list."""
     with gr.Row():
-        selected = gr.Dropdown(label="Styles", choices=_names(), value=[], multiselect=True,
+        selected = gr.Dropdown(label="Styles", choices=_names(), value=[], multiselect=True, allow_custom_value=True,
                                elem_id=f"{tabname}_styles", scale=6)
         apply_button = gr.Button("Apply styles to prompt", elem_id=f"{tabname}_style_apply", scale=1)
     with gr.Accordion("Edit styles", open=False, elem_id=f"{tabname}_styles_edit"):

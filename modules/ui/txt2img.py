@@ -138,6 +138,11 @@ def count_tokens(text: str, steps) -> str:
     return f"<span class='token-counter'>{count}/{limit}</span>"
 
 
+# Dropdowns that pasted infotext can fill take values outside their lists (allow_custom_value), so
+# that an unknown name (an upscaler or sampler this install lacks) reaches the job's own check and its
+# message listing the valid names, instead of Gradio's bare "Error".
+
+
 def _checkpoint_choices(first: str) -> list[str]:
     return [first, *sd_models.checkpoint_titles()]
 
@@ -147,7 +152,8 @@ def _hires_section(c: dict) -> None:
         c["enable_hr"] = gr.Checkbox(label="Enable hires. fix", value=False, elem_id="txt2img_enable_hr")
         with gr.Row():
             c["hr_upscaler"] = gr.Dropdown(label="Upscaler", value="Latent", elem_id="txt2img_hr_upscaler",
-                                           choices=[*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS])
+                                           choices=[*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS],
+                                           allow_custom_value=True)
             c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
                                                   elem_id="txt2img_hires_steps")
             c["denoising_strength"] = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
@@ -164,10 +170,10 @@ def _hires_section(c: dict) -> None:
                                                   allow_custom_value=True, elem_id="txt2img_hr_checkpoint")
             c["hr_sampler_name"] = gr.Dropdown(label="Hires sampling method", value=SAME_SAMPLER,
                                                choices=[SAME_SAMPLER, *sd_samplers.visible_sampler_names()],
-                                               elem_id="txt2img_hr_sampler")
+                                               elem_id="txt2img_hr_sampler", allow_custom_value=True)
             c["hr_scheduler"] = gr.Dropdown(label="Hires schedule type", value=SAME_SCHEDULER,
                                             choices=[SAME_SCHEDULER, *(s.label for s in sd_schedulers.schedulers)],
-                                            elem_id="txt2img_hr_scheduler")
+                                            elem_id="txt2img_hr_scheduler", allow_custom_value=True)
         c["hr_prompt"] = gr.Textbox(label="Hires prompt (empty: same as the prompt)", lines=2,
                                     elem_id="txt2img_hr_prompt")
         c["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt (empty: same)", lines=2,
@@ -235,10 +241,10 @@ def create() -> dict:
                 with gr.Row():
                     c["sampler_name"] = gr.Dropdown(label="Sampling method", value="DPM++ 2M",
                                                     choices=sd_samplers.visible_sampler_names(),
-                                                    elem_id="txt2img_sampling")
+                                                    elem_id="txt2img_sampling", allow_custom_value=True)
                     c["scheduler"] = gr.Dropdown(label="Schedule type", value="Automatic",
                                                  choices=[s.label for s in sd_schedulers.schedulers],
-                                                 elem_id="txt2img_scheduler")
+                                                 elem_id="txt2img_scheduler", allow_custom_value=True)
                 c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
                 _hires_section(c)
                 _refiner_section(c)
