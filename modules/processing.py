@@ -249,7 +249,8 @@ def _validate(p: StableDiffusionProcessing) -> None:
     if restore_faces:
         # a job that silently skipped it would look like a failed restoration
         problems.append("face restoration is not available in this version yet (no face restoration "
-                        "model is installed); turn off restore_faces / the 'Face restoration' setting")
+                        "model is installed); turn off restore_faces / the 'Face restoration' setting (in the UI: "
+                        "remove it from Override settings)")
     if problems:
         raise GenerationError("; ".join(problems))
 
