@@ -1,5 +1,6 @@
 """The PNG Info tab: drop an image, see its generation parameters and other metadata, send the
-parameters to another tab. `fields_from_infotext` is the pure part the "Send to" buttons use."""
+parameters to another tab. `pasted_params` and `fields_from_params` are the pure part the "Send to"
+buttons use."""
 from __future__ import annotations
 
 import html
@@ -60,13 +61,9 @@ def pasted_params(text: str) -> dict:
     return params
 
 
-def fields_from_infotext(text: str, field_keys: list[str], skip=None) -> list:
-    """Values for `field_keys` (infotext keys such as "Prompt", "Steps", "Size-1") from an infotext."""
-    return fields_from_params(pasted_params(text), field_keys, skip)
-
-
 def fields_from_params(params: dict, field_keys: list[str], skip=None) -> list:
-    """Values for `field_keys` from `pasted_params`. None means "leave that field unchanged": the key
+    """Values for `field_keys` (infotext keys such as "Prompt", "Steps", "Size-1") from
+    `pasted_params`. None means "leave that field unchanged": the key
     is missing, listed in `skip`, in the setting `infotext_skip_pasting`, or turned off by
     `send_seed` / `send_size`.
     """

@@ -111,8 +111,12 @@ def no_styles(tmp_path, monkeypatch):
     styles.reset_database()
 
 
+def fields_from_infotext(text, keys, skip=None):
+    from modules.ui.png_info import fields_from_params, pasted_params
+    return fields_from_params(pasted_params(text), keys, skip)
+
+
 def test_fields_from_infotext(no_styles):
-    from modules.ui.png_info import fields_from_infotext
     values = fields_from_infotext(INFO, KEYS)
     assert values == ["cinematic still of a harbor, moody", "blurry", 20, "DPM++ 2M", "Karras", 7.5, 42, 512, 768,
                       None]
