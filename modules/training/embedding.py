@@ -381,8 +381,9 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
         interrupted = True
     finally:
         # written even when the loop stops early, so the run can be resumed (merge-train.md §4.8)
-        keep_optimizer = shared.opts.save_optimizer_state or interrupted or step < args.steps
-        save_embedding_file(embedding, vec, final_path, step, name, optimizer if keep_optimizer else None)
+        # ours: the final file always gets its .optim, so any run can be continued with its
+        # optimizer state (save_optimizer_state decides for the copies in the log folder)
+        save_embedding_file(embedding, vec, final_path, step, name, optimizer)
         run.last_saved = final_path
         from modules import sd_models
         sd_models.refresh_embeddings(model, force=True)
