@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import png_info, quicksettings, txt2img
+from modules.ui import png_info, quicksettings, train, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -20,6 +20,7 @@ def create_ui() -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            train.create()
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
