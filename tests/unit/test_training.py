@@ -386,3 +386,61 @@ def test_lora_validation_names_the_field(session, lora_data):
         with pytest.raises(TrainingError, match=field):
             on_model(shared, "tiny-sd1", lambda: lora.train_lora(lora_args(lora_data, **bad)))
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_objective_targets_eps_and_v():
+    from modules.training import objective
+    x0, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    t = torch.tensor([0, 500, 999])
+    alphas = torch.linspace(0.99, 0.01, 1000)
+    x_t, eps = objective.noisy_latents_and_target(x0, noise, t, alphas, "eps")
+    a = alphas[t].view(-1, 1, 1, 1)
+    assert torch.allclose(x_t, a.sqrt() * x0 + (1 - a).sqrt() * noise) and torch.equal(eps, noise)
+    _, v = objective.noisy_latents_and_target(x0, noise, t, alphas, "v")
+    assert torch.allclose(v, a.sqrt() * noise - (1 - a).sqrt() * x0)
+
+
+def test_prior_preservation_makes_class_images_and_samples(session, lora_data, tmp_path):
+    shared, made = session
+    import datetime
+
+    from safetensors import safe_open
+
+    from modules.training import lora
+    reg = tmp_path / "reg"
+    args = lora_args(lora_data, output_name="test-dreambooth", max_train_steps=4, network_train_unet_only=True,
+                     save_state=False, reg_data_dir=str(reg), class_prompt="a photo of a fox", num_class_images=2,
+                     prior_loss_weight=0.5, sample_prompts="sks fox --w 64 --h 64 --s 2 --d 5",
+                     sample_every_n_steps=2)
+    message, path = on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))
+    samples = os.path.join(shared.paths.data, "textual_inversion", datetime.date.today().isoformat(), "test-dreambooth")
+    made += [path, samples]
+    assert sorted(os.listdir(reg)) == ["class-00000.png", "class-00000.txt", "class-00001.png", "class-00001.txt"]
+    assert (reg / "class-00000.txt").read_text() == "a photo of a fox"
+    assert sorted(os.listdir(os.path.join(samples, "sample"))) == ["test-dreambooth_000002_00.png",
+                                                                    "test-dreambooth_000004_00.png"]
+    with safe_open(path, "pt") as file:
+        meta = file.metadata()
+    assert meta["ss_num_reg_images"] == "2" and meta["ss_prior_loss_weight"] == "0.5"
+    stamp = os.path.getmtime(reg / "class-00000.png")
+    on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))  # enough class images now: none made
+    assert os.path.getmtime(reg / "class-00000.png") == stamp and len(os.listdir(reg)) == 4
+
+
+def test_sdxl_embedding_has_both_encoders_and_trains(session, images, one_line_template):
+    shared, made = session
+    from modules.training import embedding as te
+    path = on_model(shared, "tiny-sdxl", lambda: te.create_embedding("test-xl-emb", 2, True, "fox"))
+    made += [path, path + ".optim"]
+    data = torch.load(path, weights_only=True)
+    assert data["clip_l"].shape == (2, 32) and data["clip_g"].shape == (2, 48) and data["step"] == 0
+    model = shared.model_holder.sd_model
+    before = weights(model)
+    args = te.TrainEmbeddingArgs(embedding_name="test-xl-emb", learn_rate="0.05", data_root=str(images), log_directory="",
+                                 training_width=64, training_height=64, steps=10, template_filename=one_line_template,
+                                 create_image_every=0, save_embedding_every=0, seed=0)
+    message, _ = on_model(shared, "tiny-sdxl", lambda: te.train_embedding(args))
+    trained = torch.load(path, weights_only=True)
+    assert message.startswith("Training finished at 10 steps") and trained["step"] == 10
+    assert not torch.equal(trained["clip_l"], data["clip_l"]) and not torch.equal(trained["clip_g"], data["clip_g"])
+    assert same_weights(before, weights(model))
