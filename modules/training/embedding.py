@@ -225,6 +225,19 @@ def sdxl_time_ids(width: int, height: int, batch: int) -> torch.Tensor:
     return torch.tensor([[height, width, 0, 0, height, width]] * batch, dtype=torch.float32)
 
 
+def require_resident_model(model) -> None:
+    """Training keeps every component on the device for the whole run; the offload modes move
+    them back and forth per use, which a training step cannot follow."""
+    if model.device_config.offloads:
+        raise TrainingError("Training needs the whole model on the GPU: restart without --medvram / --lowvram")
+
+
+def grad_scaler(model):
+    """fp16 weights: scale the loss so small gradients do not flush to zero (off in float32)."""
+    fp16 = model.device_config.device.type == "cuda" and model.device_config.dtype == torch.float16
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
 def clip_gradients(params, mode: str, value: float) -> None:
     if mode == "value":
         torch.nn.utils.clip_grad_value_(params, value)
@@ -275,6 +288,7 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
     template_path = validate_common(args, "embedding_name", "save_embedding_every")
     state = shared.state
     model = shared.model_holder.ensure_for_job()
+    require_resident_model(model)
     name = args.embedding_name
     embedding = shared.embedding_db.word_embeddings.get(name)
     if embedding is None:
@@ -320,6 +334,7 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
         else:
             print(f"Optimizer state {optim_file} does not match the embedding's vectors; starting a fresh optimizer")
     parameterization = objective.parameterization_of(model)
+    scaler = grad_scaler(model)
     step = start_step
     interrupted = False
     last_prompt = ""
@@ -355,12 +370,14 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
                 if args.use_weight and all(item.weight is not None for item in batch):
                     weight = torch.stack([item.weight for item in batch]).to(device)
                 loss = objective.per_sample_mse(pred, target, weight).mean() / accumulation
-                loss.backward()
+                scaler.scale(loss).backward()
                 total += float(loss.detach())
+            scaler.unscale_(optimizer)
             if clip_scheduler is not None:
                 clip_scheduler.step(step)
                 clip_gradients(_params(vec), args.clip_grad_mode, clip_scheduler.learn_rate)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             trained.step = step

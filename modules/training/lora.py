@@ -23,7 +23,7 @@ import torch
 from modules import conditioning, shared
 from modules.state import Interrupted
 from modules.training import datasets, lora_network, objective, progress
-from modules.training.embedding import TrainingError, preview_image, sanitize_name
+from modules.training.embedding import TrainingError, grad_scaler, preview_image, require_resident_model, sanitize_name
 
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("AdamW", "AdamW8bit")
@@ -406,6 +406,7 @@ class LoraRun:
         args = self.args
         state = shared.state
         model = shared.model_holder.ensure_for_job()
+        require_resident_model(model)
         resolution = parse_resolution(args.resolution, model.family)
         parts = _parts(args, model)
         saved = self._load_state()
@@ -499,6 +500,7 @@ class LoraRun:
         state = shared.state
         device = model.device_config.device
         parameterization = objective.parameterization_of(model)
+        scaler = grad_scaler(model)
         generator = torch.Generator().manual_seed(seed + step)
         rng = random.Random(seed + step)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -560,11 +562,13 @@ class LoraRun:
                     weights = torch.tensor([args.prior_loss_weight if item.is_reg else 1.0 for item in batch],
                                            device=loss.device)
                     loss = (loss * weights).mean() / args.gradient_accumulation_steps
-                    loss.backward()
+                    scaler.scale(loss).backward()
                     total += float(loss.detach())
+                scaler.unscale_(optimizer)
                 if args.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
