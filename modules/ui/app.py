@@ -20,7 +20,7 @@ def create_ui() -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
-            train.create()
+            train.create(txt2img_tab["controls"])
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],

@@ -64,14 +64,15 @@ def run_training(fn, kind: str):
             yield "", loss_frame(run), list(run.previews), _status_html(), ""
         elif shared.state.task_id != job.task_id:
             yield "", gr.update(), gr.update(), "Waiting in queue...", ""
-        time.sleep(0.25)
+        time.sleep(0.1)
     try:
         message, _path = job.future.result()
     except USER_ERRORS as e:
         yield "", gr.update(), gr.update(), "", _error(str(e) or type(e).__name__)
         return
     run = progress.current()
-    yield message, loss_frame(run), list(run.previews), run.message and f"<p>{html.escape(run.message)}</p>", ""
+    last = progress.textinfo(run, run.losses[-1][1], "") if run.losses else ""
+    yield message, loss_frame(run), list(run.previews), f"<p>{html.escape(run.message)}</p>{last}", ""
 
 
 def _create_embedding(name, init_text, nvpt, overwrite):
@@ -87,8 +88,9 @@ def _train_embedding(*values):
     names = [n for n in _TRAIN_FIELDS]
     fields = dict(zip(names, values))
     for key in ("batch_size", "gradient_step", "training_width", "training_height", "steps", "create_image_every",
-                "save_embedding_every"):
-        fields[key] = int(fields[key])
+                "save_embedding_every", "preview_steps", "preview_seed", "preview_width", "preview_height"):
+        if key in fields:
+            fields[key] = int(fields[key])
     if not fields["embedding_name"]:
         yield "", gr.update(), gr.update(), "", _error("Choose an embedding to train (create one first)")
         return
@@ -122,7 +124,16 @@ _TRAIN_FIELDS: list[str] = []
 _LORA_FIELDS: list[str] = []
 
 
-def create() -> None:
+# "Read parameters from txt2img tab when making previews": preview field <- txt2img control
+PREVIEW_FROM_TXT2IMG = {"preview_prompt": "prompt", "preview_negative_prompt": "negative_prompt",
+                        "preview_steps": "steps", "preview_sampler_name": "sampler_name",
+                        "preview_cfg_scale": "cfg_scale", "preview_seed": "seed", "preview_width": "width",
+                        "preview_height": "height"}
+
+
+def create(txt2img_controls: dict | None = None) -> None:
+    """The tab; txt2img_controls (the txt2img tab's components) feed the preview parameters."""
+    txt2img_controls = txt2img_controls or {}
     with gr.Tab("Train", id="train", elem_id="tab_train"):
         gr.HTML("<p>Train textual-inversion embeddings and LoRA networks on the loaded checkpoint; see the "
                 "README's <b>Training</b> section. Embedding training works best with square images.</p>")
@@ -141,7 +152,10 @@ def create() -> None:
                 status = gr.HTML(elem_id="ti_progress")
                 error = gr.HTML(elem_id="ti_error")
         outputs = [output, plot, gallery, status, error]
-        train_controls["train_embedding"].click(_train_embedding, inputs=train_controls["inputs"], outputs=outputs,
+        previews = [key for key, source in PREVIEW_FROM_TXT2IMG.items() if source in txt2img_controls]
+        _TRAIN_FIELDS[:] = _TRAIN_FIELDS + previews
+        train_inputs = train_controls["inputs"] + [txt2img_controls[PREVIEW_FROM_TXT2IMG[key]] for key in previews]
+        train_controls["train_embedding"].click(_train_embedding, inputs=train_inputs, outputs=outputs,
                                                 api_visibility="private", show_progress="hidden")
         lora_controls["train"].click(_train_lora, inputs=lora_controls["inputs"], outputs=outputs,
                                      api_visibility="private", show_progress="hidden")

@@ -47,9 +47,12 @@ def test_create_and_train_an_embedding(page, server, dataset):  # noqa: F811
     while time.time() < deadline and "Training finished" not in page.locator("#ti_output textarea").input_value():
         seen.add(page.locator("#ti_progress").inner_text())
         time.sleep(0.05)
-    assert any(re.search(r"train-embedding: step \d+ of 10 .*ETA", text) and "Loss:" in text for text in seen), seen
+    seen.add(page.locator("#ti_progress").inner_text())
+    # while it runs: "train-embedding: step N of 10 — ETA …" and the loss; at the end the last step's
+    assert any(re.search(r"Loss: \d\.\d{7}", text) and re.search(r"Step: \d+", text) for text in seen), seen
     expect(page.locator("#ti_output textarea")).to_have_value(re.compile(r"^Training finished at 10 steps"), timeout=90_000)
     expect(page.locator("#ti_progress")).to_contain_text("Training finished at 10 steps")
+    expect(page.locator("#ti_progress")).to_contain_text("Step: 10")
     expect(page.locator("#ti_error")).to_have_text("")
     # the loss plot drew the ten points, the gallery holds the previews of steps 5 and 10
     expect(page.locator("#train_loss_plot canvas, #train_loss_plot svg").first).to_be_visible(timeout=10_000)
