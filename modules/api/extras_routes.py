@@ -18,7 +18,7 @@ class ExtrasBaseRequest(BaseModel):
     gfpgan_visibility: float = Field(default=0, ge=0, le=1, title="GFPGAN Visibility")
     codeformer_visibility: float = Field(default=0, ge=0, le=1, title="CodeFormer Visibility")
     codeformer_weight: float = Field(default=0, ge=0, le=1, title="CodeFormer Weight")
-    upscaling_resize: float = Field(default=2, gt=0, title="Upscaling Factor")
+    upscaling_resize: float = Field(default=2.0, gt=0, title="Upscaling Factor")
     upscaling_resize_w: int = Field(default=512, ge=1, title="Target Width")
     upscaling_resize_h: int = Field(default=512, ge=1, title="Target Height")
     upscaling_crop: bool = Field(default=True, title="Crop to fit")

@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import png_info, quicksettings, txt2img
+from modules.ui import extras, png_info, quicksettings, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -19,6 +19,7 @@ def create_ui() -> gr.Blocks:
         quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
+            extras.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
