@@ -166,3 +166,5 @@ def register(router: APIRouter) -> None:
                          response_model=ExtrasBatchImagesResponse)
     router.add_api_route("/realesrgan-models", realesrgan_models, methods=["GET"])
     router.add_api_route("/face-restorers", face_restorers, methods=["GET"])
+    from modules.api import interrogate_routes
+    interrogate_routes.register(router)

@@ -143,3 +143,23 @@ def test_batch_images_and_webuiapi(server):
     batch = api.extra_batch_images([noise(40, 32), noise(24, 24, seed=2)], upscaler_1="Lanczos", upscaling_resize=3)
     assert [image.size for image in batch.images] == [(120, 96), (72, 72)]
     assert batch.info == "<p>Postprocess upscale by: 3.0, Postprocess upscaler: Lanczos</p>"
+
+
+def test_interrogate_route(server, data_dir):
+    from modules.interrogate import tiny_models
+    path = tiny_models.write_deepbooru(os.path.join(data_dir, "models", "torch_deepdanbooru", "tiny.pt"),
+                                       ["cat", "dog", "rating:safe"])
+    try:
+        image = b64(noise(64, 48))
+        data = post(server, "/interrogate", {"image": image, "model": "deepdanbooru"})
+        assert data.status_code == 200 and set(data.json()) == {"caption"}
+        assert set(filter(None, data.json()["caption"].split(", "))) <= {"cat", "dog"}
+        api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+        assert api.interrogate(noise(64, 48), model="deepdanbooru").info == data.json()["caption"]
+    finally:
+        os.remove(path)
+    assert post(server, "/interrogate", {"image": image, "model": "blip2"}).json()["detail"] == "Model not found"
+    assert post(server, "/interrogate", {"image": None}).status_code == 404
+    assert post(server, "/interrogate", {"image": ""}).status_code == 422
+    missing = post(server, "/interrogate", {"image": image, "model": "clip"})
+    assert missing.status_code == 503 and "Interrogation model not installed" in missing.json()["detail"]
