@@ -21,6 +21,7 @@ class ExtrasOutput:
     infotext: str
     parameters: str | None = None  # the source's generation text, carried along
     saved_path: str | None = None
+    caption: str | None = None     # from the Caption step; written beside the saved file
 
 
 @dataclass
@@ -57,7 +58,7 @@ def run(inputs: list[ExtrasInput], args: dict[str, dict], save: bool, output_dir
         used = {}
         for pp in outputs:
             text = runner.infotext(pp.info)
-            out = ExtrasOutput(pp.image, text, parameters)
+            out = ExtrasOutput(pp.image, text, parameters, caption=pp.caption)
             if save:
                 out.saved_path = _save(out, item.name, pp.get_suffix(used), output_dir)
             result.outputs.append(out)
@@ -76,7 +77,21 @@ def _save(out: ExtrasOutput, name: str | None, suffix: str, output_dir: str | No
                                        pnginfo_section_name="extras", existing_info=existing,
                                        forced_filename=forced, suffix="" if forced else suffix,
                                        save_to_dirs=False)
+    if out.caption:
+        _write_caption(os.path.splitext(path)[0] + ".txt", out.caption)
     return path
+
+
+def _write_caption(path: str, caption: str) -> None:
+    from modules.postprocessing.training_steps import combine_caption
+    existing = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf8") as file:
+            existing = file.read()
+    text = combine_caption(existing, caption, shared.opts.postprocessing_existing_caption_action)
+    if text:
+        with open(path, "w", encoding="utf8") as file:
+            file.write(text)
 
 
 def directory_inputs(folder: str) -> list[ExtrasInput]:

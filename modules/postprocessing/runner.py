@@ -7,8 +7,9 @@ from modules.scripts_postprocessing import PostprocessedImage, ScriptPostprocess
 
 def builtin_step_classes() -> list[type]:
     from modules.postprocessing.face_steps import ScriptPostprocessingCodeFormer, ScriptPostprocessingGfpGan
+    from modules.postprocessing.training_steps import TRAINING_STEPS
     from modules.postprocessing.upscale_step import ScriptPostprocessingUpscale
-    return [ScriptPostprocessingUpscale, ScriptPostprocessingGfpGan, ScriptPostprocessingCodeFormer]
+    return [ScriptPostprocessingUpscale, ScriptPostprocessingGfpGan, ScriptPostprocessingCodeFormer, *TRAINING_STEPS]
 
 
 def ordered_steps(classes: list[type] | None = None) -> list[ScriptPostprocessing]:

@@ -14,9 +14,11 @@ def noise(width, height, seed=0):
 
 
 def test_step_order_follows_rank_then_the_order_setting():
-    assert [s.name for s in runner.ordered_steps()] == ["Upscale", "GFPGAN", "CodeFormer"]
+    training = ["Split oversized images", "Auto focal point crop", "Auto-sized crop", "Create flipped copies",
+                "Caption"]
+    assert [s.name for s in runner.ordered_steps()] == ["Upscale", "GFPGAN", "CodeFormer", *training]
     with shared.opts.override({"postprocessing_operation_order": ["CodeFormer"],
-                               "postprocessing_disable_in_extras": ["GFPGAN"]}):
+                               "postprocessing_disable_in_extras": ["GFPGAN", *training]}):
         assert [s.name for s in runner.ordered_steps()] == ["CodeFormer", "Upscale"]
 
 
