@@ -50,6 +50,20 @@ def crop_to(image: Image.Image, width: int, height: int) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
+def native_scale(name: str | None) -> int | None:
+    """The single digit next to an x/X in an upscaler name (`4x-UltraSharp`, `DAT x2`), else None."""
+    import re
+    match = re.search(r"(?<!\d)(\d)[xX]|[xX](\d)(?!\d)", name or "")
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def scale_from_name(name):
+    """set_scale_by_when_changing_upscaler: choosing Upscaler 1 sets Resize to its native scale."""
+    import gradio as gr
+    scale = native_scale(name) if shared.opts.set_scale_by_when_changing_upscaler else None
+    return gr.update(value=scale) if scale else gr.update()
+
+
 class ScriptPostprocessingUpscale(ScriptPostprocessing):
     name = "Upscale"
     order = 1000
@@ -78,6 +92,7 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
                 upscaler_2 = gr.Dropdown(label="Upscaler 2", choices=names, value="None", elem_id="extras_upscaler_2")
                 visibility = gr.Slider(0.0, 1.0, step=0.001, label="Upscaler 2 visibility", value=0.0,
                                        elem_id="extras_upscaler_2_visibility")
+        upscaler_1.change(fn=scale_from_name, inputs=[upscaler_1], outputs=[upscale_by], api_visibility="private")
         tab_scale_by.select(fn=lambda: 0, outputs=[mode], api_visibility="private")
         tab_scale_to.select(fn=lambda: 1, outputs=[mode], api_visibility="private")
         return {"upscale_enabled": enabled, "upscale_mode": mode, "upscale_by": upscale_by,
