@@ -6,7 +6,7 @@ strength; blending with a visibility is the caller's business.
 import numpy as np
 from PIL import Image
 
-from modules.face_restoration import files, models, pipeline
+from modules.face_restoration import models, pipeline
 from modules.face_restoration.files import FaceRestorationUnavailable, check_available  # noqa: F401
 
 RESTORER_NAMES = ("CodeFormer", "GFPGAN")  # A1111 registers CodeFormer first

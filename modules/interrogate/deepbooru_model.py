@@ -108,7 +108,8 @@ def tiny_state_dict(tags: list[str], width: int = 4, seed: int = 0, projection_f
             if block == 0:
                 order = ["proj", "c1", "c2", "c3"] if projection_first else ["c1", "c2", "c3", "proj"]
                 # (c1, proj, c2, c3) loads too; the real file's order is read from its shapes
-                shapes = {"c1": (mid, channels, 1), "c2": (mid, mid, 3), "c3": (out, mid, 1), "proj": (out, channels, 1)}
+                shapes = {"c1": (mid, channels, 1), "c2": (mid, mid, 3), "c3": (out, mid, 1),
+                          "proj": (out, channels, 1)}
                 for role in order:
                     add(index, *shapes[role])
                     index += 1

@@ -18,7 +18,8 @@ def _target(pp: PostprocessedImage):
 def split_pieces(image: Image.Image, width: int, height: int, threshold: float, overlap: float) -> list[Image.Image]:
     """Pieces of the target size along the long axis, or [] when the aspect is close enough."""
     portrait = image.height > image.width
-    ratio = (image.width * height) / (image.height * width) if portrait else (image.height * width) / (image.width * height)
+    across, along = (image.width * height, image.height * width)
+    ratio = across / along if portrait else along / across
     if ratio >= 1 or ratio > threshold:
         return []
     if portrait:
@@ -134,9 +135,11 @@ def focal_point(image: Image.Image, width: int, height: int, weights: dict[str, 
 def focal_crop(image: Image.Image, width: int, height: int, weights: dict[str, float]):
     """(crop of exactly width×height, the resized image, the focal point)."""
     if image.width / image.height > width / height:  # cover: fit the height
-        resized = image.resize((max(width, round(image.width * height / image.height)), height), Image.Resampling.LANCZOS)
+        size = (max(width, round(image.width * height / image.height)), height)
+        resized = image.resize(size, Image.Resampling.LANCZOS)
     else:
-        resized = image.resize((width, max(height, round(image.height * width / image.width))), Image.Resampling.LANCZOS)
+        size = (width, max(height, round(image.height * width / image.width)))
+        resized = image.resize(size, Image.Resampling.LANCZOS)
     x, y = focal_point(resized, width, height, weights)
     left = int(min(max(x - width / 2, 0), resized.width - width))
     top = int(min(max(y - height / 2, 0), resized.height - height))

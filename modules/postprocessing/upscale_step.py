@@ -44,8 +44,8 @@ def crop_to(image: Image.Image, width: int, height: int) -> Image.Image:
     extras.md §8 target 4), then centre-cropped."""
     if image.width < width or image.height < height:
         factor = max(width / image.width, height / image.height)
-        image = image.resize((max(width, math.ceil(image.width * factor)), max(height, math.ceil(image.height * factor))),
-                             Image.Resampling.LANCZOS)
+        size = (max(width, math.ceil(image.width * factor)), max(height, math.ceil(image.height * factor)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     return image.crop((left, top, left + width, top + height))
 
@@ -77,13 +77,16 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
             enabled = gr.Checkbox(label="Upscale", value=True, elem_id="extras_upscale_enabled")
             with gr.Tabs(elem_id="extras_resize_mode"):
                 with gr.Tab("Scale by", id="extras_scale_by_tab") as tab_scale_by:
-                    upscale_by = gr.Slider(1.0, 8.0, step=0.05, label="Resize", value=4, elem_id="extras_upscaling_resize")
+                    upscale_by = gr.Slider(1.0, 8.0, step=0.05, label="Resize", value=4,
+                                           elem_id="extras_upscaling_resize")
                     max_side = gr.Slider(0, 8192, step=8, label="Max side length", value=0,
                                          elem_id="extras_upscale_max_side_length")
                 with gr.Tab("Scale to", id="extras_scale_to_tab") as tab_scale_to:
                     with gr.Row():
-                        width = gr.Slider(64, 8192, step=8, label="Width", value=512, elem_id="extras_upscaling_resize_w")
-                        height = gr.Slider(64, 8192, step=8, label="Height", value=512, elem_id="extras_upscaling_resize_h")
+                        width = gr.Slider(64, 8192, step=8, label="Width", value=512,
+                                          elem_id="extras_upscaling_resize_w")
+                        height = gr.Slider(64, 8192, step=8, label="Height", value=512,
+                                           elem_id="extras_upscaling_resize_h")
                         crop = gr.Checkbox(label="Crop to fit", value=True, elem_id="extras_upscaling_crop")
             mode = gr.State(value=0)
             with gr.Row():

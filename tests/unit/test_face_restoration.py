@@ -1,7 +1,6 @@
 """Face restoration: the detect → align → restore → paste pipeline with injected models, the
 Extras face steps, local-only facexlib weights and the messages for missing files (extras.md §3)."""
 import dataclasses
-import os
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Postprocessing for training sets: split, focal crop, auto-sized crop, flipped copies, caption
 (extras.md §4.4, §7 assertion 9)."""
 import numpy as np
-import pytest
 from PIL import Image
 
 from modules import interrogate, shared
