@@ -19,10 +19,13 @@ def create_ui() -> gr.Blocks:
         quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
-            extras.create()
-            pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            extras_tab = extras.create()
+            pnginfo = png_info.create_tab(targets=["txt2img", "extras"])  # the other tabs do not exist yet
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
             show_progress="hidden", api_visibility="private")
+        pnginfo["send_buttons"]["extras"].click(
+            lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
+            outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")
     return demo

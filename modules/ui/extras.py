@@ -19,7 +19,9 @@ def _inputs(tab: int, single, files, input_dir) -> list[extras_job.ExtrasInput]:
     if tab == 0:
         if single is None:
             raise ValueError("image not selected")
-        return [extras_job.ExtrasInput(single)]
+        image = Image.open(single)  # from the file, so its PNG text (parameters) is carried along
+        image.load()
+        return [extras_job.ExtrasInput(image)]
     if tab == 1:
         inputs = []
         for item in files or []:
@@ -63,8 +65,8 @@ def create() -> dict:
                 tab_index = gr.State(value=0)
                 with gr.Tabs(elem_id="mode_extras"):
                     with gr.Tab("Single Image", id="single_image", elem_id="extras_single_tab") as tab_single:
-                        single = gr.Image(label="Source", type="pil", image_mode="RGBA", elem_id="extras_image",
-                                          sources=["upload", "clipboard"])
+                        single = gr.Image(label="Source", type="filepath", image_mode="RGBA", elem_id="extras_image",
+                                          format="png", sources=["upload", "clipboard"])
                     with gr.Tab("Batch Process", id="batch_process", elem_id="extras_batch_process_tab") as tab_batch:
                         files = gr.File(label="Batch Process", file_count="multiple", elem_id="extras_image_batch")
                     with gr.Tab("Batch from Directory", id="batch_from_directory",

@@ -117,3 +117,14 @@ def test_upscale_step_errors(kwargs, message):
     pp = scripts_postprocessing.PostprocessedImage(noise(8, 8))
     with pytest.raises(ValueError, match=message):
         upscale_step.ScriptPostprocessingUpscale().process(pp, **kwargs)
+
+
+def test_directory_inputs_natural_order_and_skips(tmp_path):
+    for name in ("img10.png", "img2.png", ".hidden.png"):
+        noise(8, 8).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub").mkdir()
+    inputs = extras_job.directory_inputs(str(tmp_path))
+    assert [i.name for i in inputs] == ["img2", "img10"]
+    with pytest.raises(ValueError, match="Input directory not found"):
+        extras_job.directory_inputs(str(tmp_path / "absent"))
