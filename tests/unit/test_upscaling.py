@@ -1,6 +1,7 @@
 """Upscaler registry, spandrel loading, passes, tiling and sizes (extras.md §1, §2, §7)."""
 import dataclasses
 import os
+import types
 
 import numpy as np
 import pytest
@@ -189,3 +190,22 @@ def test_loaded_models_are_cached_and_reloaded_when_the_file_changes(models_dir)
     tiny_upscalers.write("compact", path, seed=5)
     os.utime(path, ns=(1, 1))
     assert upscaling.load_model(upscaling.find_upscaler("c")) is not first
+
+
+def test_out_of_memory_halves_the_tile_then_gives_up():
+    class Fake:
+        def __init__(self, limit):
+            self.model = torch.nn.Conv2d(3, 3, 1)
+            self.size_requirements = types.SimpleNamespace(minimum=1)
+            self.limit, self.sizes = limit, []
+
+        def __call__(self, x):
+            self.sizes.append(x.shape[-1])
+            if x.shape[-1] > self.limit:
+                raise torch.OutOfMemoryError("fake")
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    fake = Fake(limit=100)
+    out = upscale_module.run_model(fake, image(300, 300), 400, 8)
+    assert out.size == (600, 600) and fake.sizes[:2] == [300, 154] and set(fake.sizes[2:]) == {81}  # 400→200→100
+    with pytest.raises(upscaling.UpscaleOutOfMemory, match="even with 64 px tiles"):
+        upscale_module.run_model(Fake(limit=10), image(300, 300), 0, 8)
