@@ -71,10 +71,10 @@ def _check_names(req: ExtrasBaseRequest) -> None:
     for field, name in (("upscaler_1", req.upscaler_1), ("upscaler_2", req.upscaler_2)):
         if name in (None, "", "None"):
             continue
-        if field == "upscaler_2" and not req.extras_upscaler_2_visibility:
-            continue
         try:
-            upscaling.require_available(upscaling.find_upscaler(name))
+            entry = upscaling.find_upscaler(name)
+            if field == "upscaler_1" or req.extras_upscaler_2_visibility:
+                upscaling.require_available(entry)
         except upscaling.UnknownUpscaler as e:
             raise HTTPException(422, f"{field}: {e}") from None
         except upscaling.UpscalerUnavailable as e:

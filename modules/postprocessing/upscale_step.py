@@ -145,8 +145,8 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
         source = pp.image
         second = upscaler_2_name not in (None, "", "None") and (upscaler_2_visibility or 0) > 0
         entries = [upscaling.require_available(upscaling.find_upscaler(upscaler_1_name))]
-        if upscaler_2_name not in (None, "", "None"):
-            entries.append(upscaling.require_available(upscaling.find_upscaler(upscaler_2_name)))
+        if upscaler_2_name not in (None, "", "None"):  # an unknown name is an error even at visibility 0
+            entries.append(upscaling.find_upscaler(upscaler_2_name))
 
         def one(name):
             result = cached_upscale(source, scale, name)

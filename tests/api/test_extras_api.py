@@ -118,6 +118,8 @@ def test_model_upscaler_equals_spandrel_and_blends(server, tiny_upscaler_files):
 @pytest.mark.parametrize("body,status,message", [
     ({"upscaler_1": "4x-NoSuchModel"}, 422, "upscaler_1: Upscaler '4x-NoSuchModel' not found; valid names: None"),
     ({"upscaler_1": "ESRGAN_4x"}, 503, "Upscaler 'ESRGAN_4x' needs ESRGAN_4x.pth in"),
+    ({"upscaler_1": "Lanczos", "upscaler_2": "nope"}, 422, "upscaler_2: Upscaler 'nope' not found"),
+    ({"upscaler_1": "Lanczos", "upscaler_2": "ESRGAN_4x"}, 200, None),  # visibility 0: never loaded
     ({"codeformer_visibility": 1}, 503, "CodeFormer face restoration needs its weights: put codeformer-v0.1.0.pth"),
     ({"gfpgan_visibility": 0.5}, 503, "detection_Resnet50_Final.pth, parsing_parsenet.pth"),
     ({"image": ""}, 422, "Invalid encoded image"),
