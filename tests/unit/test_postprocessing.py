@@ -128,3 +128,20 @@ def test_directory_inputs_natural_order_and_skips(tmp_path):
     assert [i.name for i in inputs] == ["img2", "img10"]
     with pytest.raises(ValueError, match="Input directory not found"):
         extras_job.directory_inputs(str(tmp_path / "absent"))
+
+
+def test_extras_tab_handler_batch_process_and_directory(tmp_path, webui_session):
+    from modules.ui import extras as extras_ui
+    for name in ("b.png", "a.png"):
+        noise(10, 6).save(tmp_path / name)
+    steps = runner.ordered_steps([upscale_step.ScriptPostprocessingUpscale])
+    controls = [("Upscale", ["upscale_by", "upscaler_1_name"])]
+    run = extras_ui.make_run(steps, controls)
+    out_dir = tmp_path / "out"
+    shown, text, html_text = run(1, None, [str(tmp_path / "b.png"), str(tmp_path / "a.png")], "", "", True, 2, "Nearest")
+    assert [image.size for image in shown] == [(16, 8), (16, 8)]
+    assert text == "Postprocess upscale by: 2, Postprocess upscaler: Nearest" and html_text == f"<p>{text}</p>"
+    shown, _, _ = run(2, None, None, str(tmp_path), str(out_dir), False, 2, "Nearest")
+    assert shown == [] and sorted(p.name for p in out_dir.iterdir()) == ["a.png", "b.png"]
+    shown, _, error = run(0, None, None, "", "", True, 2, "Nearest")
+    assert shown == [] and "image not selected" in error
