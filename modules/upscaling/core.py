@@ -134,9 +134,12 @@ def upscale(image: Image.Image, scale: float, name: str | None) -> Image.Image:
         if shared.state.interrupted:
             break
         result = run_model(descriptor, current, tile, overlap)
-        if result is None or result.size == current.size:
+        if result is None:  # interrupted: the last finished pass stands
             break
-        current = result
+        unchanged = result.size == current.size
+        current = result  # a 1× model (ScuNET denoiser) keeps its output, then no more passes
+        if unchanged:
+            break
     return current if current.size == dest else current.resize(dest, Image.Resampling.LANCZOS)
 
 

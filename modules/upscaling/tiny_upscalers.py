@@ -48,7 +48,19 @@ def dat(scale: int = 2, seed: int = 0) -> torch.nn.Module:
                            expansion_factor=2), seed)
 
 
-BUILDERS = {"esrgan": esrgan, "compact": compact, "swinir": swinir, "dat": dat}
+def hat(scale: int = 2, seed: int = 0) -> torch.nn.Module:
+    from spandrel.architectures.HAT import HAT
+    return _randomised(HAT(img_size=32, embed_dim=16, depths=[2], num_heads=[2], window_size=8, upscale=scale,
+                           upsampler="pixelshuffle", compress_ratio=2, squeeze_factor=4), seed)
+
+
+def scunet(seed: int = 0) -> torch.nn.Module:
+    """1× (a denoiser); 64 is the smallest width its 32-channel attention heads allow."""
+    from spandrel.architectures.SCUNet import SCUNet
+    return _randomised(SCUNet(dim=64, config=[1, 1, 1, 1, 1, 1, 1]), seed)
+
+
+BUILDERS = {"esrgan": esrgan, "compact": compact, "swinir": swinir, "dat": dat, "hat": hat, "scunet": scunet}
 
 
 def new_layout_keys(state: dict) -> dict:

@@ -105,6 +105,8 @@ def test_pixel_upscalers_sizes(models_dir):
     ("compact", "RealESRGAN/realesr-general-x4v3.pth", {}),
     ("swinir", "SwinIR/swin2x.pth", {}),
     ("dat", "DAT/DAT_x2.pth", {}),
+    ("hat", "HAT/hat2x.pth", {}),
+    ("scunet", "ScuNET/denoise.pth", {}),
 ])
 def test_model_upscale_equals_spandrel(models_dir, kind, file_name, kwargs):
     """Untiled, our path gives spandrel's own output to ±1 level (exact size: ⌊W·s⌋₈ = W·s here)."""
