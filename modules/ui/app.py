@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import png_info, quicksettings, train, txt2img
+from modules.ui import extras, png_info, quicksettings, train, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -19,10 +19,14 @@ def create_ui() -> gr.Blocks:
         quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
-            pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            extras_tab = extras.create()
+            pnginfo = png_info.create_tab(targets=["txt2img", "extras"])  # the other tabs do not exist yet
             train.create(txt2img_tab["controls"])
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
             show_progress="hidden", api_visibility="private")
+        pnginfo["send_buttons"]["extras"].click(
+            lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
+            outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")
     return demo
