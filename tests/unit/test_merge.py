@@ -383,3 +383,15 @@ def test_cli_runs_the_users_form_end_to_end(models, tmp_path, capsys):
     assert "nope.safetensors: file not found" in capsys.readouterr().err
     assert cli.main([models["a"], models["b"], "--output_blocks", "12:0.5"]) == 2
     assert "output_blocks: SD1/SD2 has no index 12" in capsys.readouterr().err
+
+
+def test_copy_config_from(models, out_dir):
+    a = out_dir / "cfg_a.safetensors"
+    a.write_bytes(open(models["a"], "rb").read())
+    (out_dir / "cfg_a.yaml").write_text("model: {params: {parameterization: v}}\n")
+    first = merge(MergeRequest(str(a), models["b"], output_dir=str(out_dir), custom_name="with_cfg"))
+    assert (out_dir / "with_cfg.yaml").read_text() == "model: {params: {parameterization: v}}\n"
+    merge(MergeRequest(str(a), models["b"], output_dir=str(out_dir), custom_name="b_cfg", config_source=1))
+    merge(MergeRequest(str(a), models["b"], output_dir=str(out_dir), custom_name="no_cfg", config_source=3))
+    assert not (out_dir / "b_cfg.yaml").exists() and not (out_dir / "no_cfg.yaml").exists()
+    assert first.filename.endswith("with_cfg.safetensors")
