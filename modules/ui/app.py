@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import extras, png_info, quicksettings, train, txt2img
+from modules.ui import checkpoint_merger, extras, png_info, quicksettings, train, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -16,11 +16,12 @@ with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf
 
 def create_ui() -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
-        quicksettings.create(demo)
+        checkpoint_selector = quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
             extras_tab = extras.create()
             pnginfo = png_info.create_tab(targets=["txt2img", "extras"])  # the other tabs do not exist yet
+            checkpoint_merger.create_tab(checkpoint_selector)
             train.create(txt2img_tab["controls"])
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
