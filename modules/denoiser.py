@@ -79,6 +79,9 @@ class CFGDenoiser:
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.skipped_uncond = False  # NGMS happened (infotext)
+        # inpainting (generation.md §7.4 step 6): (z0, mask, nmask) — every prediction keeps z0
+        # where mask is 1
+        self.mask_blend = None
         # the active conds only change when the counter passes a schedule boundary: reuse them till then
         ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
         ends |= {entry.end_at_step for schedule in guidance.uncond for entry in schedule}
@@ -142,9 +145,13 @@ class CFGDenoiser:
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
         if a.plain:
-            return d_uncond + (d_cond - d_uncond) * scale
-        result = d_uncond.clone()
-        for i, conds in enumerate(a.conds_list):
-            for row, weight in conds:
-                result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+            result = d_uncond + (d_cond - d_uncond) * scale
+        else:
+            result = d_uncond.clone()
+            for i, conds in enumerate(a.conds_list):
+                for row, weight in conds:
+                    result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+        if self.mask_blend is not None:
+            z0, mask, nmask = self.mask_blend
+            result = result * nmask + z0 * mask
         return result
