@@ -25,6 +25,8 @@ class Guidance:
     s_min_uncond: float = 0.0                  # NGMS: below this sigma skip the unconditional pass
     s_min_uncond_all: bool = False             # ... on every evaluation, not every second one
     batch_cond_uncond: bool = True             # off: separate UNet calls, less memory
+    # instruct-pix2pix: image guidance i (prompt-syntax.md §13); None or 1 = ordinary CFG
+    image_cfg_scale: float | None = None
 
 
 def _split(c):
@@ -144,7 +146,12 @@ class CFGDenoiser:
 
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
-        if a.plain:
+        if g.image_cfg_scale is not None and g.image_cfg_scale != 1 and not skip_uncond:
+            # a third pass without the image: D_u + s·(D_c − D_img) + i·(D_img − D_u)
+            d_plain = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids,
+                                    torch.zeros_like(g.image_cond))
+            result = d_plain + (d_cond - d_uncond) * scale + (d_uncond - d_plain) * g.image_cfg_scale
+        elif a.plain:
             result = d_uncond + (d_cond - d_uncond) * scale
         else:
             result = d_uncond.clone()

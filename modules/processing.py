@@ -271,6 +271,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Sampler": p.sampler_name,
         "Schedule type": p.scheduler or "Automatic",  # the resolved label comes in extra params
         "CFG scale": p.cfg_scale,
+        "Image CFG scale": getattr(p, "image_cfg_scale", None) if getattr(model, "is_pix2pix", False) else None,
         "Seed": all_seeds[index] if all_seeds else p.seed,
         "Size": f"{p.width}x{p.height}",
         "Model hash": p.sd_model_hash if opts.add_model_hash_to_info else None,

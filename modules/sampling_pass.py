@@ -40,6 +40,7 @@ class PassSpec:
     noise_multiplier: float | None = None
     mask: torch.Tensor | None = None
     nmask: torch.Tensor | None = None
+    image_cfg_scale: float | None = None  # instruct-pix2pix models
 
 
 class _JobEncoder:
@@ -119,10 +120,13 @@ def masked_image_cond(model, images: torch.Tensor, mask_weight: float) -> torch.
 
 
 def _image_cond(model, spec: PassSpec, batch: int, device):
-    if not model.is_inpainting:
+    pix2pix = getattr(model, "is_pix2pix", False)
+    if not model.is_inpainting and not pix2pix:
         return None
     if spec.image_cond is not None:
         return spec.image_cond.to(device)
+    if pix2pix:  # txt2img on an instruct-pix2pix model: no image to follow
+        return torch.zeros(batch, opt_C, spec.height // opt_f, spec.width // opt_f, device=device)
     return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
@@ -141,7 +145,8 @@ def _guidance(p, model, spec: PassSpec, device):
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
         image_cond=_image_cond(model, spec, batch, device),
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
-        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond)
+        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond,
+        image_cfg_scale=spec.image_cfg_scale if getattr(model, "is_pix2pix", False) else None)
     return guidance, used
 
 

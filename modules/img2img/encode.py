@@ -42,3 +42,13 @@ def inpainting_conditioning(model, pixels: torch.Tensor, mask: torch.Tensor, wei
         latent = vae.encode(masked.to(device, dtype)).latent_dist.mode().float() * model.vae_scaling_factor
     small = torch.nn.functional.interpolate(mask.to(device), size=latent_size)
     return torch.cat([small.expand(latent.shape[0], -1, -1, -1), latent], dim=1)
+
+
+@torch.no_grad()
+def pix2pix_conditioning(model, pixels: torch.Tensor) -> torch.Tensor:
+    """instruct-pix2pix: the encoder's mean of the init image, not scaled (generation.md §7.6)."""
+    vae = model.vae
+    device = model.device_config.device
+    with devices.on_device(vae, model.device_config):
+        dtype = next(vae.parameters()).dtype
+        return vae.encode(pixels.to(device, dtype)).latent_dist.mode().float()

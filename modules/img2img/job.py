@@ -52,6 +52,11 @@ def init(p, all_seeds) -> None:
     p.image_conditioning = prepared.image_conditioning
     if p.sd_model.is_inpainting:
         p.extra_generation_params["Conditional mask weight"] = opts.inpainting_mask_weight
+    if getattr(p.sd_model, "is_pix2pix", False) and p.image_cfg_scale is not None:
+        if p.image_cfg_scale != 1 and any(" AND " in prompt for prompt in p.all_prompts):
+            raise GenerationError("AND cannot be used with Image CFG scale on an instruct-pix2pix model "
+                                  "(set Image CFG scale to 1, or remove AND from the prompt)")
+
     multiplier = opts.initial_noise_multiplier if p.initial_noise_multiplier is None else p.initial_noise_multiplier
     p.initial_noise_multiplier = multiplier
     if multiplier != 1.0:
@@ -71,7 +76,8 @@ def sample(p, model, prompts, negatives, seeds, subseeds):
                     init_latent=p.init_latent, denoising_strength=p.denoising_strength,
                     refiner=_refiner_for(p, False), refiner_switch_at=p.refiner_switch_at or 1.0,
                     image_cond=p.image_conditioning, fix_steps=opts.img2img_fix_steps,
-                    noise_multiplier=p.initial_noise_multiplier, mask=p.mask, nmask=p.nmask)
+                    noise_multiplier=p.initial_noise_multiplier, mask=p.mask, nmask=p.nmask,
+                    image_cfg_scale=p.image_cfg_scale)
     return run_pass(p, model, spec, seeds, subseeds)
 
 

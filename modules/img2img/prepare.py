@@ -119,7 +119,11 @@ def prepare(p, model, seeds, background: str, overlay_inpaint: bool, mask_weight
             init_latent = init_latent * result.mask
         result.init_latent = init_latent
 
-    if model.is_inpainting:
+    if getattr(model, "is_pix2pix", False):
+        if p.resize_mode == LATENT_UPSCALE and crop is None:
+            pixels = torch.nn.functional.interpolate(pixels, size=(p.height, p.width), mode="bilinear")
+        result.image_conditioning = encode.pix2pix_conditioning(model, pixels)
+    elif model.is_inpainting:
         if image_mask is None:  # no mask: the whole image counts as masked (A1111)
             cond_mask = torch.ones(1, 1, pixels.shape[2], pixels.shape[3])
         else:

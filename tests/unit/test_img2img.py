@@ -187,3 +187,38 @@ def test_color_correction_runs(webui_session):
     finally:
         shared.opts.set("img2img_color_correction", False, run_callbacks=False)
     assert processed.images[0].size == (64, 64)
+
+
+@torch.no_grad()
+def test_pix2pix_model_sees_the_image_and_image_cfg_combines_three_passes(webui_session):
+    shared = webui_session
+    model = use(shared, "sd1-pix2pix")
+    assert model.is_pix2pix and model.unet.config.in_channels == 8
+    image = init_image(seed=9)
+    inputs = []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
+    try:
+        processed, _ = run(shared, init_images=[image], image_cfg_scale=1.5, steps=2)
+    finally:
+        hook.remove()
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    expected = model.vae.encode(pixels).latent_dist.mode()[0]  # the mean, not scaled
+    # per step: prompt and negative with the image in one batch, then the negative without it
+    assert inputs[0].shape[:2] == (2, 8) and inputs[1].shape[:2] == (1, 8)
+    for row in inputs[0]:
+        assert torch.allclose(row[4:], expected, atol=1e-5)
+    assert torch.all(inputs[1][0, 4:] == 0)
+    assert "CFG scale: 7.0, Image CFG scale: 1.5, Seed:" in processed.infotexts[0]
+
+
+def test_sdxl_inpainting_model_keeps_outside_pixels(webui_session):
+    shared = webui_session
+    model = use(shared, "sdxl-inpaint")
+    assert model.is_sdxl and model.is_inpainting
+    image, mask = init_image(seed=10), box_mask()
+    processed, p = run(shared, init_images=[image], mask=mask, mask_blur=0, inpaint_full_res=False,
+                       inpainting_fill=1, steps=2)
+    out, src = np.asarray(processed.images[0]), np.asarray(image)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(out[outside], src[outside])
+    assert p.image_conditioning.shape == (1, 5, 8, 8)
