@@ -120,13 +120,17 @@ def _mode_tabs(sources: dict, mode: gr.State):
             sources["img2img"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
                                           sources=["upload", "clipboard"], height=EDITOR_HEIGHT,
                                           elem_id="img2img_image")
+            copy_rows = {"img2img": _copy_row("img2img")}
         with gr.Tab("Sketch", id="img2img_sketch", elem_id="img2img_img2img_sketch_tab") as tab1:
             sources["sketch"] = _editor("img2img_sketch", gr.Brush(color_mode="defaults"), "Image for img2img")
+            copy_rows["sketch"] = _copy_row("sketch")
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tab2:
             sources["inpaint"] = _editor("img2maskimg", MASK_BRUSH, "Image for inpainting with mask")
+            copy_rows["inpaint"] = _copy_row("inpaint")
         with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as tab3:
             sources["inpaint_sketch"] = _editor("inpaint_sketch", gr.Brush(color_mode="defaults"),
                                                 "Color sketch inpainting")
+            copy_rows["inpaint_sketch"] = _copy_row("inpaint_sketch")
         with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tab4:
             sources["upload_image"] = gr.Image(label="Image for img2img", show_label=False, type="pil",
                                                format="png", sources=["upload", "clipboard"],
@@ -136,6 +140,7 @@ def _mode_tabs(sources: dict, mode: gr.State):
         with gr.Tab("Batch", id="batch", elem_id="img2img_batch_tab") as tab5:
             batch_controls = _batch_tab()
     batch_controls["mode_tabs"] = mode_tabs
+    batch_controls["copy_rows"] = copy_rows
     batch_controls["mode_tab_list"] = (tab0, tab1, tab2, tab3, tab4, tab5)
     return batch_controls
 
@@ -238,6 +243,9 @@ def create() -> dict:
                     c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id="img2img_batch_count")
                     c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="img2img_batch_size")
                 c["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="img2img_cfg_scale")
+                c["image_cfg_scale"] = gr.Slider(0, 3, value=1.5, step=0.05, label="Image CFG Scale",
+                                                 visible=_pix2pix_loaded(),
+                                                 elem_id="img2img_image_cfg_scale")
                 c["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                     elem_id="img2img_denoising_strength")
                 random_seed, reuse_seed = _seed_section(c, "img2img")
@@ -287,12 +295,52 @@ def create() -> dict:
         # each mode tab stores its index and shows the inpaint controls it needs (ui.md §3.10)
         for index, tab in enumerate(batch_controls["mode_tab_list"]):
             tab.select(_mode_selected(index), outputs=[mode, inpaint_group, extras["mask_alpha"]], **private)
+            # Image CFG Scale shows while an instruct-pix2pix model is loaded (checked on mode changes)
+            tab.select(lambda: gr.Slider(visible=_pix2pix_loaded()),
+                       outputs=[c["image_cfg_scale"]], **private)
+        _wire_copy_buttons(sources, [mode, inpaint_group, extras["mask_alpha"]], batch_controls)
         detect_size.click(_detect_size, inputs=[mode, *sources.values(), c["width"], c["height"]],
                           outputs=[c["width"], c["height"]], **private)
     return {"controls": c, "paste": lambda text: values_from_infotext(text, names),
             "paste_some": values_from_infotext, "sources": sources,
             "mode": mode, "mode_outputs": [mode, inpaint_group, extras["mask_alpha"]], "mode_tabs": batch_controls["mode_tabs"], "gallery": gallery, "infotexts": infotexts, "selected_index": saving["selected_index"],
             "send_buttons": send_buttons}
+
+
+def _pix2pix_loaded() -> bool:
+    holder = shared.model_holder
+    return bool(holder is not None and getattr(holder.sd_model, "is_pix2pix", False))
+
+
+COPY_TARGETS = (("img2img", "img2img", 0), ("sketch", "sketch", 1), ("inpaint", "inpaint", 2),
+                ("inpaint sketch", "inpaint_sketch", 3))
+
+
+def _copy_row(source_key: str) -> dict:
+    """"Copy image to:" under an editor: a button per other editing mode (ui.md §3.2)."""
+    with gr.Row():
+        gr.HTML("<span>Copy image to:</span>", min_width=90)
+        return {key: gr.Button(label, size="sm", interactive=key != source_key,
+                               elem_id=f"img2img_copy_to_{key}_from_{source_key}")
+                for label, key, _ in COPY_TARGETS}
+
+
+def _wire_copy_buttons(sources: dict, mode_outputs: list, batch_controls: dict) -> None:
+    for source_key, buttons in batch_controls["copy_rows"].items():
+        for _label, key, index in COPY_TARGETS:
+            if key == source_key:
+                continue
+
+            def copy(value, index=index, target_id=MODE_TAB_IDS[index]):
+                image = value.get("background") if isinstance(value, dict) else value
+                if image is None:
+                    return [gr.skip()] * 5
+                # the destination gets the image only: its old strokes are cleared
+                return [image.copy(), *mode_updates(index), gr.Tabs(selected=target_id)]
+
+            buttons[key].click(copy, inputs=[sources[source_key]],
+                               outputs=[sources[key], *mode_outputs, batch_controls["mode_tabs"]],
+                               show_progress="hidden", queue=False, api_visibility="private")
 
 
 def _mode_selected(index: int):

@@ -36,6 +36,10 @@ def test_upload_generate_shows_image(page, server, picture):  # noqa: F811
     expect(page.locator("#img2img_gallery img").first).to_be_visible(timeout=60_000)
     expect(page.locator("#img2img_generation_info textarea")).to_have_value(
         re.compile(r"^a stone bridge\nSteps: 3, .*Denoising strength: 0\.75"), timeout=10_000)
+    # Copy image to: inpaint gets the image and becomes the visible mode, with its controls
+    page.locator("#img2img_copy_to_inpaint_from_img2img").click()
+    expect(page.locator("#img2maskimg canvas").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#img2img_mask_blur")).to_be_visible(timeout=10_000)
 
 
 def test_draw_mask_in_inpaint_and_generate(page, server, picture):  # noqa: F811
