@@ -30,10 +30,23 @@ def _check(p) -> None:
         raise GenerationError("mask blur and masked area padding cannot be negative")
 
 
+def _save_init_images(p) -> None:
+    """Setting save_init_img: each init image saved once under its md5 (infotext `Init image hash`)."""
+    import hashlib
+    from modules import images
+    for image in p.init_images:
+        digest = hashlib.md5(image.tobytes()).hexdigest()
+        p.extra_generation_params["Init image hash"] = digest
+        images.save_image(image, shared.opts.outdir_init_images, None, forced_filename=digest, save_to_dirs=False,
+                          extension="png")
+
+
 def init(p, all_seeds) -> None:
     from modules.processing import GenerationError
     opts = shared.opts
     _check(p)
+    if opts.save_init_img and not p.do_not_save_samples:
+        _save_init_images(p)
     if p.image_mask is not None:
         _record_mask_keys(p)
     try:

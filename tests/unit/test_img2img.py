@@ -222,3 +222,20 @@ def test_sdxl_inpainting_model_keeps_outside_pixels(webui_session):
     outside = np.asarray(mask) == 0
     assert np.array_equal(out[outside], src[outside])
     assert p.image_conditioning.shape == (1, 5, 8, 8)
+
+
+def test_save_init_img_writes_the_init_image_under_its_md5(webui_session, data_dir):
+    import hashlib
+    shared = webui_session
+    use(shared, "sd1")
+    image = init_image(seed=12)
+    shared.opts.set("save_init_img", True, run_callbacks=False)
+    try:
+        processed, _ = run(shared, init_images=[image], steps=2, do_not_save_samples=False)
+    finally:
+        shared.opts.set("save_init_img", False, run_callbacks=False)
+    digest = hashlib.md5(image.tobytes()).hexdigest()
+    assert (data_dir / "outputs" / "init-images" / f"{digest}.png").is_file()
+    assert f"Init image hash: {digest}" in processed.infotexts[0]
+    day_folders = list((data_dir / "outputs" / "img2img-images").iterdir())
+    assert day_folders and any(day_folders[0].glob("*.png"))

@@ -72,3 +72,14 @@ def test_batch_reports_unreadable_files_and_goes_on(tmp_path):
     result = batch.run(batch.list_images(str(tmp_path)), make_p, lambda p: Done())
     assert made == [(1, 2, 3), (4, 5, 6)] and result.images == ["image", "image"]
     assert len(result.errors) == 1 and result.errors[0].startswith(str(tmp_path / "b.png"))
+
+
+def test_pasting_an_inpainting_infotext_fills_the_img2img_controls(webui_session):
+    from modules.ui import txt2img
+    text = ("a boat\nSteps: 28, Sampler: DPM++ SDE, Schedule type: Karras, CFG scale: 7, Seed: 9001, Size: 512x640, "
+            "Denoising strength: 0.6, Mask blur: 8, Mask mode: Inpaint not masked, Masked content: latent noise, "
+            "Inpaint area: Only masked, Masked area padding: 64, Noise multiplier: 1.05")
+    names = ["denoising_strength", "mask_blur", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res",
+             "inpaint_full_res_padding", "width", "height"]
+    assert txt2img.values_from_infotext(text, names) == [0.6, 8, "Inpaint not masked", "latent noise",
+                                                          "Only masked", 64, 512, 640]
