@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
-                     sd_vae, shared, styles)
+from modules import (devices, extra_networks, face_restoration, hires, images, infotext_utils, rng, sd_models,
+                     sd_samplers, sd_vae, shared, styles)
 from modules import sampling_pass
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
@@ -233,7 +233,7 @@ class Processed:
             "steps": p.steps,
             "batch_size": p.batch_size,
             "restore_faces": bool(p.restore_faces),
-            "face_restoration_model": None,
+            "face_restoration_model": getattr(p, "face_restorer", None),
             "sd_model_name": p.sd_model_name,
             "sd_model_hash": p.sd_model_hash,
             "sd_vae_name": vae_name,
@@ -312,14 +312,20 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append(f"denoising strength must be between 0 and 1, got {p.denoising_strength}")
     if getattr(p, "enable_hr", False) and (p.hr_second_pass_steps or 0) < 0:
         problems.append(f"hires steps cannot be negative, got {p.hr_second_pass_steps}")
-    restore_faces = shared.opts.face_restoration if p.restore_faces is None else p.restore_faces
-    if restore_faces:
-        # a job that silently skipped it would look like a failed restoration
-        problems.append("face restoration is not available in this version yet (no face restoration "
-                        "model is installed); turn off restore_faces / the 'Face restoration' setting (in the UI: "
-                        "remove it from Override settings)")
+    restorer = _face_restorer(p)
+    if restorer:
+        problem = face_restoration.generation_problem(restorer)
+        if problem:  # a job that silently skipped it would look like a failed restoration
+            problems.append(f"{problem}; or turn off restore_faces / the 'Face restoration' setting (in the UI: "
+                            "remove it from Override settings)")
     if problems:
         raise GenerationError("; ".join(problems))
+
+
+def _face_restorer(p) -> str | None:
+    """The face restorer this job runs (restore_faces, else the face_restoration setting), or None."""
+    wanted = shared.opts.face_restoration if p.restore_faces is None else p.restore_faces
+    return shared.opts.face_restoration_model if wanted else None
 
 
 class VaeNaNError(GenerationError):
@@ -404,6 +410,9 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     _validate(p)
     state = shared.state
     opts = shared.opts
+    p.face_restorer = _face_restorer(p)
+    if p.face_restorer:
+        p.extra_generation_params["Face restoration"] = p.face_restorer
     p.width, p.height = p.width - p.width % 8, p.height - p.height % 8
     p.sd_model = shared.model_holder.ensure_for_job()
     base = p.sd_model
@@ -456,7 +465,7 @@ def _setup_hires(p) -> None:
         p.denoising_strength = 0.7  # the UI default; A1111 fails on null here (api.md §8.7)
     try:
         p.hr_upscaler = hires.check_upscaler(p.hr_upscaler)
-    except hires.UnknownUpscaler as e:
+    except (hires.UnknownUpscaler, hires.UpscalerUnavailable) as e:
         raise GenerationError(str(e)) from None
     p.hr_target = hires.hires_target(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
     if not 8 <= min(p.hr_target.width, p.hr_target.height) <= max(p.hr_target.width, p.hr_target.height) \
@@ -646,10 +655,15 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                                   "or another checkpoint.")
         for i, image in enumerate(to_pil(decode_latents(model, latents, p))):
             p.batch_index = i
-            if not p.is_txt2img:
-                image = p.finish_image(image, i)
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
+            if p.face_restorer:  # per image, before saving (extras.md §3.4)
+                if opts.save_images_before_face_restoration and not p.do_not_save_samples:
+                    _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i],
+                              "-before-face-restoration")
+                image = face_restoration.restore_faces(image, p.face_restorer, opts.code_former_weight)
+            if not p.is_txt2img:  # colour correction and the overlay, after face restoration (A1111's order)
+                image = p.finish_image(image, i)
             if not p.do_not_save_samples and opts.samples_save:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)

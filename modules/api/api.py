@@ -8,7 +8,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from modules import hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
+from modules import (face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae,
+                     shared, upscaling)
 from modules.api import models
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
@@ -21,6 +22,9 @@ _CLIENT_ERRORS = (
     (processing.GenerationError, 422),
     (sd_models.NoModelError, 503),
     (ModelLoadError, 500),
+    (upscaling.UnknownUpscaler, 422),
+    (upscaling.UpscalerUnavailable, 503),
+    (face_restoration.FaceRestorationUnavailable, 503),
 )
 
 SECRET_FLAGS = ("api_auth", "gradio_auth", "ngrok", "tls_keyfile")
@@ -196,6 +200,8 @@ class Api:
         r.add_api_route("/refresh-vae", self.refresh_vae, methods=["POST"])
         r.add_api_route("/embeddings", self.get_embeddings, methods=["GET"])
         r.add_api_route("/refresh-embeddings", self.refresh_embeddings, methods=["POST"])
+        from modules.api import extras_routes
+        extras_routes.register(r)
         app.include_router(self.router)
         app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
         app.add_api_route("/internal/pending-tasks", self.pending_tasks, methods=["GET"])
@@ -280,8 +286,8 @@ class Api:
                  "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
 
     def get_upscalers(self):
-        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-                for name in ("None", *hires.IMAGE_UPSCALERS)]
+        from modules.api import extras_routes
+        return extras_routes.upscaler_items()
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in hires.LATENT_UPSCALE_MODES]

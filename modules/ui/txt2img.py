@@ -166,7 +166,7 @@ def _hires_section(c: dict) -> None:
         c["enable_hr"] = gr.Checkbox(label="Enable hires. fix", value=False, elem_id="txt2img_enable_hr")
         with gr.Row():
             c["hr_upscaler"] = gr.Dropdown(label="Upscaler", value="Latent", elem_id="txt2img_hr_upscaler",
-                                           choices=[*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS],
+                                           choices=hires.upscaler_choices(),
                                            allow_custom_value=True)
             c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
                                                   elem_id="txt2img_hires_steps")
