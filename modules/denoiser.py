@@ -25,6 +25,8 @@ class Guidance:
     s_min_uncond: float = 0.0                  # NGMS: below this sigma skip the unconditional pass
     s_min_uncond_all: bool = False             # ... on every evaluation, not every second one
     batch_cond_uncond: bool = True             # off: separate UNet calls, less memory
+    # instruct-pix2pix: image guidance i (prompt-syntax.md §13); None or 1 = ordinary CFG
+    image_cfg_scale: float | None = None
 
 
 def _split(c):
@@ -79,6 +81,9 @@ class CFGDenoiser:
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.skipped_uncond = False  # NGMS happened (infotext)
+        # inpainting (generation.md §7.4 step 6): (z0, mask, nmask) — every prediction keeps z0
+        # where mask is 1
+        self.mask_blend = None
         # the active conds only change when the counter passes a schedule boundary: reuse them till then
         ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
         ends |= {entry.end_at_step for schedule in guidance.uncond for entry in schedule}
@@ -141,10 +146,19 @@ class CFGDenoiser:
 
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
-        if a.plain:
-            return d_uncond + (d_cond - d_uncond) * scale
-        result = d_uncond.clone()
-        for i, conds in enumerate(a.conds_list):
-            for row, weight in conds:
-                result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+        if g.image_cfg_scale is not None and g.image_cfg_scale != 1 and not skip_uncond:
+            # a third pass without the image: D_u + s·(D_c − D_img) + i·(D_img − D_u)
+            d_plain = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids,
+                                    torch.zeros_like(g.image_cond))
+            result = d_plain + (d_cond - d_uncond) * scale + (d_uncond - d_plain) * g.image_cfg_scale
+        elif a.plain:
+            result = d_uncond + (d_cond - d_uncond) * scale
+        else:
+            result = d_uncond.clone()
+            for i, conds in enumerate(a.conds_list):
+                for row, weight in conds:
+                    result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+        if self.mask_blend is not None:
+            z0, mask, nmask = self.mask_blend
+            result = result * nmask + z0 * mask
         return result

@@ -126,6 +126,70 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
 
 @dataclass
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """img2img and inpainting (generation.md §7); the preparation lives in modules/img2img/."""
+    denoising_strength: float | None = 0.75
+    init_images: list = field(default_factory=list)   # PIL images
+    resize_mode: int = 0
+    image_cfg_scale: float | None = None
+    mask: Any = None                                  # PIL image, white = repaint
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None                      # sets both when given
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: Any = None
+    force_task_id: str | None = None
+
+    # filled while the job runs
+    image_mask: Any = None
+    init_latent: Any = None
+    nmask: Any = None
+    image_conditioning: Any = None
+    overlay_images: list = field(default_factory=list)
+    paste_to: tuple | None = None
+    color_corrections: list | None = None
+
+    is_txt2img = False
+    outdir_setting = "outdir_img2img_samples"
+
+    def __post_init__(self):
+        if self.mask_blur is not None:
+            self.mask_blur_x = self.mask_blur_y = self.mask_blur
+        self.image_mask = self.mask
+
+    def fit_batch_size(self) -> None:
+        """One init image serves the whole batch; k ≤ batch_size images make a batch of k
+        (api.md §8.2)."""
+        if not self.init_images:
+            raise GenerationError("img2img needs an init image")
+        if len(self.init_images) > 1:
+            if len(self.init_images) > self.batch_size:
+                raise GenerationError(f"bad number of images passed: {len(self.init_images)} init images "
+                                      f"for a batch size of {self.batch_size}")
+            self.batch_size = len(self.init_images)
+
+    def init(self, all_prompts, all_seeds, all_subseeds) -> None:
+        """Prepare init latent, masks and conditioning once for the job (A1111's order)."""
+        from modules.img2img import job
+        job.init(self, all_seeds)
+
+    def sample(self, model, prompts, negatives, seeds, subseeds):
+        """One batch: the img2img pass from the init latent."""
+        from modules.img2img import job
+        return job.sample(self, model, prompts, negatives, seeds, subseeds)
+
+    def finish_image(self, image, index: int):
+        """Colour correction and the overlay, after decoding (and after face restoration)."""
+        from modules.img2img import job
+        return job.finish_image(self, image, index)
+
+
+@dataclass
 class Processed:
     p: StableDiffusionProcessing
     images: list
@@ -207,6 +271,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Sampler": p.sampler_name,
         "Schedule type": p.scheduler or "Automatic",  # the resolved label comes in extra params
         "CFG scale": p.cfg_scale,
+        "Image CFG scale": getattr(p, "image_cfg_scale", None) if getattr(model, "is_pix2pix", False) else None,
         "Seed": all_seeds[index] if all_seeds else p.seed,
         "Size": f"{p.width}x{p.height}",
         "Model hash": p.sd_model_hash if opts.add_model_hash_to_info else None,
@@ -238,6 +303,8 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append("batch size and batch count must be at least 1")
     if p.width < 8 or p.height < 8:
         problems.append("width and height must be at least 8")
+    if not p.is_txt2img and not p.init_images:
+        problems.append("img2img needs an init image")
     if not 0 <= (p.subseed_strength or 0) <= 1:
         problems.append(f"variation strength must be between 0 and 1, got {p.subseed_strength}")
     uses_denoising = not p.is_txt2img or getattr(p, "enable_hr", False)
@@ -530,6 +597,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     state = shared.state
     opts = shared.opts
 
+    if not p.is_txt2img:
+        p.fit_batch_size()
     count = p.batch_size * p.n_iter
     seed = rng.get_fixed_seed(p.seed)
     subseed = rng.get_fixed_seed(p.subseed)
@@ -539,6 +608,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     p.all_negative_prompts = [negative] * count
     p.seed, p.subseed = seed, subseed
     enable_hr = getattr(p, "enable_hr", False)
+    if not p.is_txt2img:
+        p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
 
     output_images, infotexts = [], []
     state.job_count = p.n_iter * (2 if enable_hr else 1)  # the hires pass counts as a job of its own
@@ -557,7 +628,9 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         try:
             model = p.sd_model
-            if enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
+            if not p.is_txt2img:
+                latents = p.sample(model, prompts, negatives, seeds, subseeds)
+            elif enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
                 first = p.firstpass_image.convert("RGB").resize((p.width, p.height), Image.Resampling.LANCZOS)
                 latents = encode_images(model, [first] * len(seeds), seeds)
             else:
@@ -589,6 +662,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                     _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i],
                               "-before-face-restoration")
                 image = face_restoration.restore_faces(image, p.face_restorer, opts.code_former_weight)
+            if not p.is_txt2img:  # colour correction and the overlay, after face restoration (A1111's order)
+                image = p.finish_image(image, i)
             if not p.do_not_save_samples and opts.samples_save:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)

@@ -123,7 +123,7 @@ def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> 
             raise HTTPException(422, f"always on script {title} not found")
 
 
-def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.StableDiffusionProcessingTxt2Img:
+def apply_infotext(req: models._ProcessingRequest) -> models._ProcessingRequest:
     """The request's `infotext` fills the fields the client did not set, and adds the settings it
     names to override_settings (api.md §8.9)."""
     from pydantic import ValidationError
@@ -135,9 +135,48 @@ def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.Stabl
     try:
         overrides = infotext_fields.settings_overrides(params, shared.opts, req.override_settings or {})
         filled["override_settings"] = {**overrides, **(req.override_settings or {})}
-        return models.StableDiffusionProcessingTxt2Img(**filled)
+        return type(req)(**filled)
     except (ValidationError, OptionError) as e:
         raise HTTPException(422, f"The infotext has a value this request cannot take: {e}") from None
+
+
+# request fields that are not passed to the processing object as they are (images are decoded first)
+_NOT_PROCESSING_FIELDS = ("override_settings", "sampler_name", "scheduler", "firstpass_image", "init_images",
+                          "mask", "latent_mask")
+
+
+def build_processing(req: models._ProcessingRequest, processing_class, **decoded):
+    """A txt2img or img2img request -> (request after infotext filling, its values with defaults,
+    the processing object). `decoded`: fields already turned into images (img2img)."""
+    if req.infotext:
+        req = apply_infotext(req)
+    args = req.with_defaults()
+    sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
+    for side in ("width", "height"):
+        if not 64 <= args[side] <= 8192:
+            raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
+    validate_scripts(args["script_name"], args["alwayson_scripts"])
+    overrides = validate_overrides(args["override_settings"])
+    fields = {name: args[name] for name in processing_class.__dataclass_fields__
+              if name in args and name not in _NOT_PROCESSING_FIELDS}
+    p = processing_class(**fields, **decoded)
+    p.sampler_name, p.scheduler = sampler, scheduler
+    p.override_settings = overrides
+    p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
+    p.comments = args["comments"] or {}
+    return req, args, p
+
+
+def run_generation(p, args: dict, name: str):
+    """Run the job on the queue; (processed, base64 images or [] when send_images is off)."""
+    task_id = args["force_task_id"] or jobs.new_task_id(name)
+    try:
+        processed = shared.job_queue.run(lambda: processing.process_images(p), name=name, task_id=task_id)
+    except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
+        _raise_for(e)
+    images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \
+        if args["send_images"] else []
+    return processed, images
 
 
 class Api:
@@ -169,32 +208,11 @@ class Api:
 
     # -- generation ----------------------------------------------------------------------------
     def text2imgapi(self, req: models.StableDiffusionProcessingTxt2Img):
-        if req.infotext:
-            req = apply_infotext(req)
-        args = req.with_defaults()
-        sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
-        for side in ("width", "height"):
-            if not 64 <= args[side] <= 8192:
-                raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
-        validate_scripts(args["script_name"], args["alwayson_scripts"])
-        overrides = validate_overrides(args["override_settings"])
-        fields = {name: args[name] for name in processing.StableDiffusionProcessingTxt2Img.__dataclass_fields__
-                  if name in args and name not in ("override_settings", "sampler_name", "scheduler")}
-        p = processing.StableDiffusionProcessingTxt2Img(**fields)
-        p.sampler_name, p.scheduler = sampler, scheduler
-        p.override_settings = overrides
-        p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
-        p.comments = args["comments"] or {}
+        req, args, p = build_processing(req, processing.StableDiffusionProcessingTxt2Img)
         if args["firstpass_image"]:
             from modules.api.outputs_routes import decode_base64_to_image
             p.firstpass_image = decode_base64_to_image(args["firstpass_image"])
-        task_id = args["force_task_id"] or jobs.new_task_id("txt2img")
-        try:
-            processed = shared.job_queue.run(lambda: processing.process_images(p), name="txt2img", task_id=task_id)
-        except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
-            _raise_for(e)
-        images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \
-            if args["send_images"] else []
+        processed, images = run_generation(p, args, "txt2img")
         return models.TextToImageResponse(images=images, parameters=req.model_dump(), info=processed.js())
 
     # -- progress and control ------------------------------------------------------------------

@@ -32,7 +32,8 @@ def decode(b64: str) -> Image.Image:
 def test_sd_models_lists_every_tiny_checkpoint(server):
     items = get(server, "/sd-models").json()
     names = sorted(item["model_name"] for item in items)
-    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd2-v", "tiny-sdxl", "tiny-sdxl-refiner"]
+    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd1-pix2pix", "tiny-sd2-v", "tiny-sdxl",
+                     "tiny-sdxl-inpaint", "tiny-sdxl-refiner"]
     for item in items:
         assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config"}
         if item["hash"]:
