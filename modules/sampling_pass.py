@@ -120,7 +120,7 @@ def _image_cond(model, spec: PassSpec, batch: int, device):
     return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
-def _guidance(p, model, spec: PassSpec, device):
+def _guidance(p, model, spec: PassSpec, device, control=None):
     cond, uncond, used = get_conds(model, spec.prompts, spec.negatives, spec.cond_steps, spec.hires_steps,
                                    spec.width, spec.height)
     batch = len(spec.prompts)
@@ -135,7 +135,7 @@ def _guidance(p, model, spec: PassSpec, device):
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
         image_cond=_image_cond(model, spec, batch, device),
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
-        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond)
+        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond, control=control)
     return guidance, used
 
 
@@ -191,7 +191,10 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         x = spec.init_latent.to(device) + noise.first().to(device) * sigmas[0] * opts.initial_noise_multiplier
     sigmas = sigmas.to(device)
 
-    guidance, used = _guidance(p, model, spec, device)
+    control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
+    if control is not None:
+        control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
+    guidance, used = _guidance(p, model, spec, device, control)
     p.record_embeddings(used)
     state.sampling_steps = len(sigmas) - 1
     segments = [(model, sigmas, guidance)]
@@ -211,7 +214,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         denoiser = CFGDenoiser(segment_model.unet, schedule, segment_model.parameterization, segment_guidance,
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
-        on_step = _progress_callback(segment_model, step_offset)
+        on_step = _progress_callback(segment_model, step_offset, control)
         with devices.on_device(segment_model.unet, segment_model.device_config):
             x = sd_samplers.run_sampler(spec.sampler, denoiser, x, segment_sigmas, options, noise.noise_sampler,
                                         seeds, callback=on_step, schedule=schedule,
@@ -225,12 +228,14 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     return x
 
 
-def _progress_callback(model, offset: int):
+def _progress_callback(model, offset: int, control=None):
     state = shared.state
     opts = shared.opts
     every = opts.show_progress_every_n_steps
 
     def on_step(info):
+        if control is not None:
+            control.step_done(offset + info["i"])
         state.sampling_step = offset + info["i"] + 1
         state.current_latent = info["denoised"]
         # rendered here, on the worker, not by the reader: torch work on a second thread slows every
