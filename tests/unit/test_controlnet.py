@@ -13,39 +13,13 @@ from modules import processing, sd_models
 from modules.controlnet import hint as hints
 from modules.controlnet import job, model_files, model_loading, preprocessors, units
 from modules.controlnet.residuals import ControlHook, PreparedUnit, soft_scales
-
-
-def tiny_controlnet(family="sd1", seed=0):
-    """ControlNetModel.from_unet of the tiny UNet, every all-zero tensor (zero convs) made random, so
-    that weight tests do not pass vacuously."""
-    from diffusers import ControlNetModel
-    from modules.tiny_models import build_tiny_models
-    unet = build_tiny_models(family, seed=0)["unet"]
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in net.parameters():
-            if not param.any():
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-    return net.eval(), unet.config.layers_per_block
+from tests.controlnet_models import tiny_controlnet, write_tiny_controlnets
 
 
 @pytest.fixture(scope="module")
 def controlnet_dir(data_dir):
-    from safetensors.torch import save_file
     folder = data_dir / "models" / "ControlNet"
-    folder.mkdir(parents=True, exist_ok=True)
-    net, layers = tiny_controlnet()
-    state = net.state_dict()
-    ldm = model_loading.to_ldm_state_dict(state, layers)
-    save_file({k: v.contiguous() for k, v in ldm.items()}, str(folder / "tiny_sd15_canny.safetensors"))
-    save_file({"control_model." + k: v.contiguous() for k, v in ldm.items()},
-              str(folder / "tiny_sd15_prefixed.safetensors"))
-    net.save_pretrained(str(folder / "tiny_sd15_diffusers"))
-    xl, xl_layers = tiny_controlnet("sdxl")
-    save_file({k: v.contiguous() for k, v in model_loading.to_ldm_state_dict(xl.state_dict(), xl_layers).items()},
-              str(folder / "tiny_xl_canny.safetensors"))
-    return folder, state
+    return folder, write_tiny_controlnets(folder)
 
 
 def use_sd1(shared):
