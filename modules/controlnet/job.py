@@ -147,6 +147,14 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
 
 def detected_maps(p) -> list:
     """The detected maps to show after a job's images, unless the settings or units say no (§5)."""
+    maps = getattr(p, "controlnet_detected_maps", [])
+    if shared.opts.control_net_detectmap_autosaving and not p.do_not_save_samples:
+        from modules import images
+        opts = shared.opts
+        root = p.outpath_samples or opts.outdir_samples or getattr(opts, p.outdir_setting)
+        for module, image in maps:
+            folder = os.path.join(root, opts.control_net_detectedmap_dir, module)
+            images.save_image(image, folder, "", p.all_seeds[0] if p.all_seeds else p.seed, p.prompt, "png", p=p)
     if shared.opts.control_net_no_detectmap:
         return []
-    return [image for _, image in getattr(p, "controlnet_detected_maps", [])]
+    return [image for _, image in maps]

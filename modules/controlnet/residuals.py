@@ -35,7 +35,7 @@ class ControlHook:
         self.pass_name = "first"
         self.total_steps = 1
         self.completed_step = 0
-        self.calls_with_control = []  # (completed step, unit index) per UNet call: tests and infotext
+        self.calls_with_control = []  # (pass, completed step, unit index) per UNet call, for tests
 
     def begin_pass(self, total_steps: int, hires: bool) -> None:
         self.pass_name = "hires" if hires else "first"
@@ -64,7 +64,7 @@ class ControlHook:
         for unit in self.units:
             if not self._active(unit):
                 continue
-            self.calls_with_control.append((self.completed_step, unit.index))
+            self.calls_with_control.append((self.pass_name, self.completed_step, unit.index))
             result = self._run(unit, x, t, context, added_cond_kwargs, n_cond)
             if result is None:
                 continue

@@ -201,9 +201,24 @@ def test_guidance_window_follows_a1111_step_counting(webui_session, controlnet_d
     shared = webui_session
     use_sd1(shared)
     _, p = generate(shared, [canny_unit(guidance_end=0.0)])
-    assert [step for step, _ in p.controlnet_hook.calls_with_control] == [0, 0]  # steps 0 and 1
+    assert [step for _, step, _ in p.controlnet_hook.calls_with_control] == [0, 0]  # steps 0 and 1
     _, p = generate(shared, [canny_unit(guidance_start=0.5)])
-    assert [step for step, _ in p.controlnet_hook.calls_with_control] == [3, 4]  # steps 4 and 5 of 6
+    assert [step for _, step, _ in p.controlnet_hook.calls_with_control] == [3, 4]  # steps 4 and 5 of 6
+
+
+def test_hires_pass_gets_its_own_hint_and_the_hr_option(webui_session, controlnet_dir):
+    shared = webui_session
+    use_sd1(shared)
+    hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=3, denoising_strength=0.5,
+                 steps=3)
+    _, p = generate(shared, [canny_unit()], **hires)
+    passes = [name for name, _, _ in p.controlnet_hook.calls_with_control]
+    assert passes.count("first") == 3 and passes.count("hires") == 3
+    assert p.controlnet_hook.units[0].hints["hires"].shape[-2:] == (96, 96)
+    _, p = generate(shared, [canny_unit(hr_option="Low res only")], **hires)
+    assert {name for name, _, _ in p.controlnet_hook.calls_with_control} == {"first"}
+    _, p = generate(shared, [canny_unit(hr_option="High res only")], **hires)
+    assert {name for name, _, _ in p.controlnet_hook.calls_with_control} == {"hires"}
 
 
 def _hook_inputs(net):
@@ -253,3 +268,14 @@ def test_missing_model_or_image_is_refused_before_sampling(webui_session, contro
         job.check_units([canny_unit(image=None)])
     with pytest.raises(job.ControlNetError, match="unit 0: Preprocessor 'depth_midas' needs"):
         job.check_units([canny_unit(module="depth_midas")])
+
+
+def test_detected_maps_autosave_into_their_module_folder(webui_session, controlnet_dir, tmp_path):
+    shared = webui_session
+    use_sd1(shared)
+    processed, _ = generate(shared, [canny_unit()], steps=2, do_not_save_samples=False, outpath_samples=str(tmp_path),
+                            override_settings={"control_net_detectmap_autosaving": True,
+                                               "control_net_no_detectmap": True, "samples_save": False})
+    assert len(processed.images) == 1  # control_net_no_detectmap: not among the results
+    saved = list((tmp_path / "detected_maps" / "canny").rglob("*.png"))
+    assert len(saved) == 1
