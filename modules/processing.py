@@ -16,6 +16,7 @@ from PIL import Image
 from modules import (devices, extra_networks, face_restoration, hires, images, infotext_utils, rng, sd_models,
                      sd_samplers, sd_vae, shared, styles)
 from modules import sampling_pass
+from modules.controlnet import job as controlnet_job
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
@@ -66,6 +67,7 @@ class StableDiffusionProcessing:
     scripts: Any = None
     script_args: list = field(default_factory=list)
     user: str | None = None
+    controlnet_units: list = field(default_factory=list)  # modules.controlnet.units.ControlNetUnit
 
     # filled while the job runs
     all_prompts: list[str] = field(default_factory=list)
@@ -610,6 +612,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     enable_hr = getattr(p, "enable_hr", False)
     if not p.is_txt2img:
         p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
+    p.controlnet_hook = controlnet_job.prepare(p, p.controlnet_units) if p.controlnet_units else None
 
     output_images, infotexts = [], []
     state.job_count = p.n_iter * (2 if enable_hr else 1)  # the hires pass counts as a job of its own
@@ -680,6 +683,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             output_images.insert(0, grid)
             infotexts.insert(0, grid_text)
             index_of_first_image = 1
+    output_images += controlnet_job.detected_maps(p)  # after the generated images (controlnet.md §5)
     return Processed(
         p=p, images=output_images, seed=p.all_seeds[0], subseed=p.all_subseeds[0],
         info=infotexts[0] if infotexts else "", index_of_first_image=index_of_first_image,

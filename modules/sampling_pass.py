@@ -130,7 +130,7 @@ def _image_cond(model, spec: PassSpec, batch: int, device):
     return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
-def _guidance(p, model, spec: PassSpec, device):
+def _guidance(p, model, spec: PassSpec, device, control=None):
     cond, uncond, used = get_conds(model, spec.prompts, spec.negatives, spec.cond_steps, spec.hires_steps,
                                    spec.width, spec.height)
     batch = len(spec.prompts)
@@ -146,7 +146,8 @@ def _guidance(p, model, spec: PassSpec, device):
         image_cond=_image_cond(model, spec, batch, device),
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
         s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond,
-        image_cfg_scale=spec.image_cfg_scale if getattr(model, "is_pix2pix", False) else None)
+        image_cfg_scale=spec.image_cfg_scale if getattr(model, "is_pix2pix", False) else None,
+        control=control)
     return guidance, used
 
 
@@ -213,7 +214,10 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     if spec.mask is not None:
         blend = (spec.init_latent.to(device), spec.mask.to(device), spec.nmask.to(device))
 
-    guidance, used = _guidance(p, model, spec, device)
+    control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
+    if control is not None:
+        control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
+    guidance, used = _guidance(p, model, spec, device, control)
     p.record_embeddings(used)
     state.sampling_steps = len(sigmas) - 1
     segments = [(model, sigmas, guidance)]
@@ -234,7 +238,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
         denoiser.mask_blend = blend
-        on_step = _progress_callback(segment_model, step_offset)
+        on_step = _progress_callback(segment_model, step_offset, control)
         with devices.on_device(segment_model.unet, segment_model.device_config):
             x = sd_samplers.run_sampler(spec.sampler, denoiser, x, segment_sigmas, options, noise.noise_sampler,
                                         seeds, callback=on_step, schedule=schedule,
@@ -250,12 +254,14 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     return x
 
 
-def _progress_callback(model, offset: int):
+def _progress_callback(model, offset: int, control=None):
     state = shared.state
     opts = shared.opts
     every = opts.show_progress_every_n_steps
 
     def on_step(info):
+        if control is not None:
+            control.step_done(offset + info["i"])
         state.sampling_step = offset + info["i"] + 1
         state.current_latent = info["denoised"]
         # rendered here, on the worker, not by the reader: torch work on a second thread slows every

@@ -1,6 +1,7 @@
 """The A1111-compatible REST API under /sdapi/v1 (api.md). Every model job goes through the queue."""
 import base64
 import io
+import itertools
 import json
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from modules import (face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae,
                      shared, upscaling)
 from modules.api import models
+from modules.controlnet import job as controlnet_job
+from modules.controlnet import units as controlnet_units_module
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
 
@@ -20,6 +23,7 @@ _CLIENT_ERRORS = (
     (sd_models.CheckpointNotFound, 422),
     (OptionError, 422),
     (processing.GenerationError, 422),
+    (controlnet_job.ControlNetError, 422),
     (sd_models.NoModelError, 503),
     (ModelLoadError, 500),
     (upscaling.UnknownUpscaler, 422),
@@ -110,7 +114,7 @@ def validate_overrides(override_settings: dict | None) -> dict:
 
 # Built-in always-on UI scripts: their values come from the request fields, so for API requests an
 # entry naming them is accepted and changes nothing (api.md §8.5).
-BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner")
+BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "controlnet")
 
 
 def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> None:
@@ -121,6 +125,21 @@ def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> 
     for title in alwayson_scripts or {}:
         if title.lower() not in BUILTIN_ALWAYSON_SCRIPTS:
             raise HTTPException(422, f"always on script {title} not found")
+
+
+def controlnet_units(alwayson_scripts: dict | None) -> list:
+    """`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` (title case-insensitive) -> units,
+    checked before the job so that a bad unit is a 422 naming it (controlnet.md §2.3)."""
+    entry = next((v for k, v in (alwayson_scripts or {}).items() if k.lower() == "controlnet"), None)
+    if entry is None:
+        return []
+    args = entry.get("args", []) if isinstance(entry, dict) else entry
+    try:
+        parsed = controlnet_units_module.units_from_args(args, int(shared.opts.control_net_unit_count))
+        controlnet_job.check_units(parsed)
+    except (controlnet_units_module.UnitError, controlnet_job.ControlNetError) as e:
+        raise HTTPException(422, str(e)) from None
+    return parsed
 
 
 def apply_infotext(req: models._ProcessingRequest) -> models._ProcessingRequest:
@@ -164,6 +183,7 @@ def build_processing(req: models._ProcessingRequest, processing_class, **decoded
     p.override_settings = overrides
     p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
     p.comments = args["comments"] or {}
+    p.controlnet_units = controlnet_units(args["alwayson_scripts"])
     return req, args, p
 
 
@@ -174,7 +194,9 @@ def run_generation(p, args: dict, name: str):
         processed = shared.job_queue.run(lambda: processing.process_images(p), name=name, task_id=task_id)
     except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
         _raise_for(e)
-    images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \
+    # ControlNet's detected maps come after the images and have no infotext
+    images = [encode_image(image, text) for image, text in
+              itertools.zip_longest(processed.images, processed.infotexts[:len(processed.images)])] \
         if args["send_images"] else []
     return processed, images
 
