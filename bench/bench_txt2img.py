@@ -13,17 +13,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_utils import in_own_thread  # noqa: E402
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from bench.bench_utils import best_of, in_own_thread  # noqa: E402
 
 
 def launch_time(data_dir) -> float:

@@ -1,5 +1,6 @@
 """Helpers shared by the bench scripts."""
 import threading
+import time
 
 
 def in_own_thread(fn):
@@ -27,3 +28,14 @@ def in_own_thread(fn):
     if "error" in result:
         raise result["error"]
     return result.get("value")
+
+
+def best_of(fn, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
