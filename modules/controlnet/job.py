@@ -133,7 +133,8 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
             detected = preprocessors.run(pre, source, res, unit.threshold_a, unit.threshold_b)
         except preprocessors.PreprocessorError as e:
             raise ControlNetError(f"ControlNet unit {number}: {e}") from None
-        fitted = {name: hints.to_tensor(hints.fit(detected, w, h, unit.resize_mode))
+        param = next(net.parameters())  # hints are made once on the net's device, not at every step
+        fitted = {name: hints.to_tensor(hints.fit(detected, w, h, unit.resize_mode)).to(param.device, param.dtype)
                   for name, (w, h) in targets.items()}
         prepared.append(PreparedUnit(number, net, unit.weight, unit.guidance_start, unit.guidance_end,
                                      unit.control_mode, unit.hr_option, fitted))
