@@ -33,7 +33,7 @@ def test_upload_generate_shows_image(page, server, picture):  # noqa: F811
     page.locator("#img2img_image input[type=file]").set_input_files(picture)
     expect(page.locator("#img2img_image img")).to_be_visible(timeout=10_000)
     page.locator("#img2img_generate").click()
-    expect(page.locator("#img2img_gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#img2img_gallery img").first).to_be_visible(timeout=120_000)
     expect(page.locator("#img2img_generation_info textarea")).to_have_value(
         re.compile(r"^a stone bridge\nSteps: 3, .*Denoising strength: 0\.75"), timeout=10_000)
     # Copy image to: inpaint gets the image and becomes the visible mode, with its controls
@@ -58,7 +58,7 @@ def test_draw_mask_in_inpaint_and_generate(page, server, picture):  # noqa: F811
     page.mouse.up()
     expect(page.locator("#img2img_mask_blur")).to_be_visible()
     page.locator("#img2img_generate").click()
-    expect(page.locator("#img2img_gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#img2img_gallery img").first).to_be_visible(timeout=120_000)
     expect(page.locator("#img2img_generation_info textarea")).to_have_value(re.compile(r"Mask blur: 4"),
                                                                            timeout=10_000)
 
