@@ -25,6 +25,8 @@ def initialize(args) -> None:
     shared.model_holder = sd_models.ModelHolder()
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    from modules import networks
+    networks.initialize()  # LoRA / hypernetwork folders listed, tag handlers registered
     for notice in cmd_args.notices_for(args):
         print(f"Notice: {notice}")
 
