@@ -11,7 +11,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
-from modules.api import outputs_routes  # noqa: E402
+from modules.api import networks_routes, outputs_routes  # noqa: E402
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -37,6 +37,7 @@ def create_app(args) -> FastAPI:
     if args.api or args.nowebui:
         Api(app)
         app.include_router(outputs_routes.create_router())
+        app.include_router(networks_routes.create_router())
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:

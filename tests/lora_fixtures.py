@@ -77,3 +77,25 @@ def lora_reference(w0, up, down, alpha, multiplier):
     r = down.shape[0]
     d = (up.reshape(up.shape[0], -1) @ down.reshape(r, -1)).reshape(w0.shape)
     return w0.float() + d * (alpha / r) * multiplier
+
+
+def hypernetwork_dict(widths=(32,), seed=0, name="tiny", scale=0.5):
+    """An A1111 hypernetwork .pt dict (networks.md §11.1): [1, 2, 1], linear activation."""
+    g = torch.Generator().manual_seed(seed)
+    data = {"layer_structure": [1, 2, 1], "activation_func": "linear", "is_layer_norm": False,
+            "activate_output": False, "use_dropout": False, "name": name, "step": 0}
+    for d in widths:
+        pair = []
+        for _ in range(2):
+            pair.append({"linear.0.weight": torch.randn(2 * d, d, generator=g) * scale,
+                         "linear.0.bias": torch.randn(2 * d, generator=g) * scale,
+                         "linear.1.weight": torch.randn(d, 2 * d, generator=g) * scale,
+                         "linear.1.bias": torch.randn(d, generator=g) * scale})
+        data[d] = pair
+    return data
+
+
+def hypernetwork_reference(sd, x, multiplier):
+    """x + m·MLP(x) for the [1, 2, 1] linear MLP, written out."""
+    h = x @ sd["linear.0.weight"].T + sd["linear.0.bias"]
+    return x + multiplier * (h @ sd["linear.1.weight"].T + sd["linear.1.bias"])
