@@ -42,6 +42,7 @@ def create_app(args) -> FastAPI:
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
         from modules.ui.app import CSS, JS, create_ui
+        app.include_router(networks_routes.create_ui_router())  # card previews
         ui_creds = auth.ui_credentials(args)
         ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
         save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads
