@@ -11,7 +11,8 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
-from modules.api import controlnet_routes, img2img_route, merge_routes, outputs_routes, train_routes  # noqa: E402
+from modules.api import (controlnet_routes, img2img_route, merge_routes, networks_routes, outputs_routes,  # noqa: E402
+                         train_routes)
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -25,6 +26,8 @@ def initialize(args) -> None:
     shared.model_holder = sd_models.ModelHolder()
     sd_models.list_models()
     sd_vae.refresh_vae_list()
+    from modules import networks
+    networks.initialize()  # LoRA / hypernetwork folders listed, tag handlers registered
     for notice in cmd_args.notices_for(args):
         print(f"Notice: {notice}")
 
@@ -35,6 +38,7 @@ def create_app(args) -> FastAPI:
     if args.api or args.nowebui:
         Api(app)
         app.include_router(outputs_routes.create_router())
+        app.include_router(networks_routes.create_router())
         app.include_router(img2img_route.create_router())
         app.include_router(train_routes.create_router())
         app.include_router(merge_routes.create_router())
@@ -43,6 +47,7 @@ def create_app(args) -> FastAPI:
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
         from modules.ui.app import CSS, JS, create_ui
+        app.include_router(networks_routes.create_ui_router())  # card previews
         ui_creds = auth.ui_credentials(args)
         ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
         save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads

@@ -306,12 +306,13 @@ def encode(model, texts: list[str], is_negative: bool = False, clip_skip: int | 
 def token_count(model, text: str, steps: int = 20, is_negative: bool = False) -> tuple[int, int]:
     """The prompt box counter `N/T` (§9.3): tokenises only, no encoder runs.
 
-    Takes the text after styles and comments; extra-network tags are removed here and a positive
-    prompt is split at `AND`, as A1111's counter does. Every scheduled variant is counted and the
+    Takes the text after styles and comments; extra-network tags are removed from a positive prompt
+    here and it is split at `AND`, as A1111's counter does. Every scheduled variant is counted and the
     longest wins. model None (nothing loaded) counts with the plain CLIP tokenizer.
     """
     from modules import extra_networks, prompt_parser, shared
-    text, _ = extra_networks.parse_prompt(text)
+    if not is_negative:  # tags in a negative prompt stay text for the encoder (networks.md §5.1)
+        text, _ = extra_networks.parse_prompt(text)
     if is_negative:
         texts = [text]
     else:

@@ -567,7 +567,7 @@ def _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model):
         hr_prompts, hr_negatives = prompts, negatives
     else:
         hr_prompts, data = extra_networks.parse_prompts([p.hr_prompt_text] * len(prompts))
-        hr_negatives, _ = extra_networks.parse_prompts([p.hr_negative_text] * len(prompts))
+        hr_negatives = [p.hr_negative_text] * len(prompts)  # tags in negatives stay text (networks.md §5.1)
         if not p.disable_extra_networks:
             extra_networks.activate(p, data)
     steps = p.hr_second_pass_steps or p.steps
@@ -625,7 +625,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
         prompts, network_data = extra_networks.parse_prompts(p.all_prompts[batch])
-        negatives, _ = extra_networks.parse_prompts(p.all_negative_prompts[batch])
+        negatives = p.all_negative_prompts[batch]  # tags in negatives stay text (networks.md §5.1)
         if not p.disable_extra_networks:
             extra_networks.activate(p, network_data)
         seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]

@@ -61,8 +61,10 @@ def _cond_cache_key(model, prompts, steps, hires_steps, is_negative: bool, width
     db = getattr(model, "embedding_db", None)
     # which embeddings exist (and which files they came from) changes what a prompt encodes to
     embeddings = tuple((name, e.hash) for name, e in db.word_embeddings.items()) if db else ()
+    # LoRA patches on the text encoders change every encoding (modules.networks sets this key)
+    networks = getattr(model, "network_cond_key", ())
     return (is_negative, tuple(prompts), steps, hires_steps, opts.CLIP_stop_at_last_layers, opts.emphasis,
-            opts.comma_padding_backtrack, opts.sdxl_clip_l_skip, embeddings, width, height)
+            opts.comma_padding_backtrack, opts.sdxl_clip_l_skip, embeddings, width, height, networks)
 
 
 def get_conds(model, prompts, negatives, steps, hires_steps=None, width=0, height=0):

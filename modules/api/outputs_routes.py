@@ -66,6 +66,8 @@ def parse_infotext_with_settings(text: str) -> dict:
         styles=styles.get_database().styles, infotext_styles=opts.infotext_styles,
         auto_backcompat=opts.auto_backcompat,
         use_old_hires_fix_width_height=opts.use_old_hires_fix_width_height)
+    from modules.networks import paste
+    paste.on_infotext_pasted(params)  # LoRA names re-resolved by `Lora hashes` (networks.md §6.2)
     run_infotext_pasted_callbacks(text, params)
     return params
 

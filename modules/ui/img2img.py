@@ -10,7 +10,7 @@ from modules import processing, sd_samplers, sd_schedulers, shared
 from modules.img2img import batch, editor_inputs
 from modules.img2img.prepare import MASKED_CONTENT_NAMES
 from modules.img2img.resize import RESIZE_MODE_NAMES
-from modules.ui import save_outputs, styles_ui
+from modules.ui import extra_networks_panel, save_outputs, styles_ui
 from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _seed_section, _last_seed,
                                 count_tokens, error_outputs, format_duration, paste_parameters, stream_job,
                                 values_from_infotext)
@@ -212,6 +212,7 @@ def create() -> dict:
                     skip_button = gr.Button("Skip", elem_id="img2img_skip")
                 paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
         c["styles"] = styles_ui.create("img2img", c["prompt"], c["negative_prompt"])
+        extra_networks_panel.create("img2img", c["prompt"], c["negative_prompt"])
         mode = gr.State(0)
         with gr.Row():
             with gr.Column():

@@ -9,7 +9,7 @@ import gradio as gr
 
 from modules import hires, infotext_fields, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
 from modules.models.loader import ModelLoadError
-from modules.ui import save_outputs, styles_ui
+from modules.ui import extra_networks_panel, save_outputs, styles_ui
 from modules.ui.jobs_ui import watch_job
 
 # Errors whose message tells the user what to do; anything else is a bug and shows its type too.
@@ -250,6 +250,7 @@ def create() -> dict:
                 # reads infotext from the prompt box, or the last generation's when the box is empty
                 paste_button = gr.Button("Read parameters", elem_id="txt2img_paste")
         c["styles"] = styles_ui.create("txt2img", c["prompt"], c["negative_prompt"])
+        extra_networks_panel.create("txt2img", c["prompt"], c["negative_prompt"])
         with gr.Row():
             with gr.Column():
                 with gr.Row():

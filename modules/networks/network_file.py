@@ -1,0 +1,94 @@
+"""Reading a LoRA / LyCORIS file into groups of tensors, independent of any model.
+
+This is the function API other parts (training, merging) use:
+
+    network = load_network_file(path)          # NetworkData: groups, metadata, sd version
+    groups = network.groups                    # {kohya module name: {part: tensor}}
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from modules.networks import files, keymap, network_types
+
+
+class NetworkLoadError(ValueError):
+    """A network file that cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class NetworkData:
+    name: str
+    filename: str
+    mtime: float
+    metadata: dict
+    groups: dict[str, dict[str, torch.Tensor]]
+    sd_version: str = files.SdVersion.Unknown
+    bundled_embeddings: dict = field(default_factory=dict)
+    sdxl_text_names: bool = False
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors file, or of a .pt/.ckpt read with weights_only (no custom classes)."""
+    lowered = path.lower()
+    try:
+        if lowered.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            return load_file(path, device="cpu")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NetworkLoadError(f"{path}: file not found") from None
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem, reported by name
+        raise NetworkLoadError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+    if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise NetworkLoadError(f"{path}: not a dictionary of tensors")
+    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+
+
+def version_from_keys(groups: dict) -> str:
+    """SD version from key names and shapes (networks.md §1.5, Ours)."""
+    if any(name.startswith("lora_te2_") for name in groups):
+        return files.SdVersion.SDXL
+    for name, parts in groups.items():
+        down = parts.get("lora_down.weight")
+        if down is None or down.dim() != 2:
+            continue
+        if name.endswith("attn2_to_k") and name.startswith("lora_unet_"):
+            return {768: files.SdVersion.SD1, 1024: files.SdVersion.SD2, 2048: files.SdVersion.SDXL}.get(
+                down.shape[1], files.SdVersion.Unknown)
+        if name.startswith("lora_te_") and name.endswith("self_attn_q_proj"):
+            return {768: files.SdVersion.SD1, 1024: files.SdVersion.SD2}.get(down.shape[1], files.SdVersion.Unknown)
+    return files.SdVersion.Unknown
+
+
+def load_network_file(path: str, name: str | None = None, sdxl_text_names: bool = False) -> NetworkData:
+    """Read and group a network file. `sdxl_text_names`: diffusers `text_encoder.` keys are
+    SDXL's first encoder (`lora_te1_`) rather than SD1/SD2's (`lora_te_`)."""
+    name = name or os.path.splitext(os.path.basename(path))[0]
+    state = read_state_dict(path)
+    metadata = {}
+    if path.lower().endswith(".safetensors"):
+        try:
+            metadata = files.read_safetensors_metadata(path)
+        except ValueError as e:
+            raise NetworkLoadError(str(e)) from None
+    bundled = {k: v for k, v in state.items() if k.startswith("bundle_emb.")}
+    groups = keymap.group_state_dict({k: v for k, v in state.items() if k not in bundled}, sdxl_text_names)
+    for module, parts in groups.items():
+        try:
+            network_types.network_type(parts)
+        except network_types.UnsupportedGroup as e:
+            raise NetworkLoadError(f"{path}: module {module}: {e}") from None
+    version = files.version_from_metadata(metadata)
+    if version == files.SdVersion.Unknown or not metadata.get("ss_base_model_version"):
+        by_keys = version_from_keys(groups)
+        if by_keys != files.SdVersion.Unknown:
+            version = by_keys
+    return NetworkData(name=name, filename=path, mtime=os.path.getmtime(path), metadata=metadata,
+                       groups=groups, sd_version=version, bundled_embeddings=bundled,
+                       sdxl_text_names=sdxl_text_names)
