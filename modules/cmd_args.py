@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute precision")
     parser.add_argument("--use-cpu", nargs="+", default=[], type=str.lower,
                         help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, ...")
+    parser.add_argument("--job-memory-limit", type=float, default=None, metavar="GIB",
+                        help="peak memory a job may use (GiB; 0 = no limit); default: the free RAM / VRAM "
+                             "when the first job starts")
     return parser
 
 

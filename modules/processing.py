@@ -13,16 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
-                     sd_vae, shared, styles)
+from modules import (admission, devices, extra_networks, hires, images, infotext_utils, rng, sd_models,
+                     sd_samplers, sd_vae, shared, styles)
+from modules.job_errors import GenerationError  # noqa: F401 (defined one floor down; A1111 name here)
 from modules import sampling_pass
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
-
-
-class GenerationError(RuntimeError):
-    """A job that cannot run or went wrong; the message is meant for the user."""
 
 
 @dataclass
@@ -348,8 +345,9 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
         p.tiling = opts.tiling
     if getattr(p, "enable_hr", False):
         _setup_hires(p)
+    admission.check(p, p.sd_model)  # issue 14: refuse a job that cannot fit, before it allocates
     try:
-        with seamless_tiling(p.sd_model, p.tiling):
+        with admission.out_of_memory_guard(), seamless_tiling(p.sd_model, p.tiling):
             return _generate(p)
     finally:
         if shared.model_holder.sd_model is not base:  # hires checkpoint / refiner: back to the main one
