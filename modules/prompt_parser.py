@@ -283,11 +283,107 @@ def _parse_span(span: str):
     while a prompt is being edited, most of its bracketed pieces stay the same."""
     if not _re_maybe_schedule.search(span):
         return [span]
+    fast = _read_clean_span(span)
+    if fast is not None:
+        return fast
     try:
         tree = schedule_parser.parse(span)
     except lark.exceptions.LarkError:
         return None
     return _ToParts().transform(tree)
+
+
+# -- a direct reader for the common, unambiguous case ------------------------------------------
+# Earley is slow on this grammar (it dominated a job's prompt handling). A `[...]` whose every
+# bracket pairs up and whose every `:` / `|` belongs to a construct has exactly one parse, which
+# this reader builds directly; anything else (strays, lone backslashes, a `:` that belongs to
+# nothing) goes to the grammar, so the result is the grammar's either way.
+
+_re_when = re.compile(r"\s*([+-]?(?:\d+[eE][+-]?\d+|(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+))\s*\]")
+_re_plain_run = re.compile(r"[^\\\[\]():|]+")
+
+
+class _NotClean(Exception):
+    pass
+
+
+def _read_clean_span(span: str):
+    try:
+        item, end = _read_square(span, 0)
+    except _NotClean:
+        return None
+    if end != len(span):
+        return None
+    parts: list = []
+    _extend(parts, item)
+    return parts
+
+
+def _read_prompt(text: str, i: int):
+    """Items of a `prompt` from i up to the first `] ) : |` (or the end): (parts, index)."""
+    parts: list = []
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n or text[i + 1] == "\n":
+                raise _NotClean
+            _extend(parts, text[i:i + 2])
+            i += 2
+        elif c == "(":
+            inside, j = _read_prompt(text, i + 1)
+            if j < n and text[j] == ")":
+                _extend(parts, ["(", inside, ")"])
+                i = j + 1
+            elif j < n and text[j] == ":":
+                second, k = _read_prompt(text, j + 1)
+                if k >= n or text[k] != ")":
+                    raise _NotClean
+                _extend(parts, ["(", inside, ":", second, ")"])
+                i = k + 1
+            else:
+                raise _NotClean
+        elif c == "[":
+            item, i = _read_square(text, i)
+            _extend(parts, item)
+        elif c in "]):|":
+            break
+        else:
+            m = _re_plain_run.match(text, i)
+            _extend(parts, m.group(0))
+            i = m.end()
+    return parts, i
+
+
+def _read_square(text: str, i: int):
+    """One `[...]` construct starting at text[i] == "[": (item, index after it)."""
+    n = len(text)
+    first, j = _read_prompt(text, i + 1)
+    if j >= n:
+        raise _NotClean
+    c = text[j]
+    if c == "]":
+        return ["[", first, "]"], j + 1
+    if c == "|":
+        options = [first]
+        while j < n and text[j] == "|":
+            option, j = _read_prompt(text, j + 1)
+            options.append(option)
+        if j >= n or text[j] != "]":
+            raise _NotClean
+        return _Alt(options), j + 1
+    if c != ":":
+        raise _NotClean
+    m = _re_when.match(text, j + 1)
+    if m:
+        return _Edit(None, first, m.group(1)), m.end()
+    second, k = _read_prompt(text, j + 1)
+    if k >= n or text[k] != ":":
+        raise _NotClean
+    m = _re_when.match(text, k + 1)
+    if not m:
+        raise _NotClean
+    return _Edit(first, second, m.group(1)), m.end()
 
 
 def _walk_nodes(parts):
