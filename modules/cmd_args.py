@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-memory-limit", type=float, default=None, metavar="GIB",
                         help="peak memory a job may use (GiB; 0 = no limit); default: the free RAM / VRAM "
                              "when the first job starts")
+    # the ControlNet extension's flags (built in here, controlnet.md §6)
+    parser.add_argument("--controlnet-dir", default=None, help="extra folder of ControlNet models")
+    parser.add_argument("--controlnet-annotator-models-path", default=None,
+                        help="folder of ControlNet preprocessor weights")
+    parser.add_argument("--no-half-controlnet", action="store_true", default=False,
+                        help="keep ControlNet models in float32")
+    parser.add_argument("--controlnet-preprocessor-cache-size", type=int, default=16,
+                        help="preprocessor results kept in memory")
+    parser.add_argument("--controlnet-loglevel", default="INFO", help="ControlNet log level (accepted)")
     return parser
 
 
