@@ -156,7 +156,7 @@ class CFGDenoiser:
         if g.image_cfg_scale is not None and g.image_cfg_scale != 1 and not skip_uncond:
             # a third pass without the image: D_u + s·(D_c − D_img) + i·(D_img − D_u)
             d_plain = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids,
-                                    torch.zeros_like(g.image_cond))
+                                    torch.zeros_like(g.image_cond), 0)
             result = d_plain + (d_cond - d_uncond) * scale + (d_uncond - d_plain) * g.image_cfg_scale
         elif a.plain:
             result = d_uncond + (d_cond - d_uncond) * scale
