@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute precision")
     parser.add_argument("--use-cpu", nargs="+", default=[], type=str.lower,
                         help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, ...")
+    parser.add_argument("--job-memory-limit", type=float, default=None, metavar="GIB",
+                        help="peak memory a job may use (GiB; 0 = no limit); default: the free RAM / VRAM "
+                             "when the first job starts")
     # the ControlNet extension's flags (built in here, controlnet.md §6)
     parser.add_argument("--controlnet-dir", default=None, help="extra folder of ControlNet models")
     parser.add_argument("--controlnet-annotator-models-path", default=None,

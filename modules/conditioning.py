@@ -185,6 +185,23 @@ def _embedding_vectors(embedding, kind: str, width: int) -> torch.Tensor:
     return vec
 
 
+# Below this share of the mean magnitude, a mean is rounding noise around 0, not a level to keep.
+MEAN_NOISE_FLOOR = 1e-4
+
+
+def original_rescale(z: torch.Tensor, weighted: torch.Tensor) -> torch.Tensor | float:
+    """A1111's "Original" factor z.mean() / weighted.mean(), which brings the weighted output back
+    to the mean it had. Where that mean is about 0 (an encoder whose norms have no bias) there is
+    no level to restore and the ratio of two rounding errors would blow the output up or flip its
+    sign: then the weights apply unscaled. Real encoders' means are far above the floor, so their
+    result is A1111's."""
+    original, new = z.mean(), weighted.mean()
+    floor = MEAN_NOISE_FLOOR * weighted.abs().mean()
+    if original.abs() <= floor or new.abs() <= floor:
+        return 1.0
+    return original / new
+
+
 def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, emphasis: str) -> torch.Tensor:
     """Token weights [n, 77] applied to one chunk position's encoder output z [n, 77, C] (§12)."""
     if emphasis in ("None", "Ignore") or bool((weights == 1).all()):
@@ -193,7 +210,7 @@ def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, emphasis: str) -> tor
     if emphasis == "No norm":
         return weighted
     if emphasis == "Original":  # one scalar over the whole batch of this chunk position
-        return weighted * (z.mean() / weighted.mean())
+        return weighted * original_rescale(z, weighted)
     raise ValueError(f"unknown emphasis mode {emphasis!r}; choose from {', '.join(EMPHASIS_MODES)}")
 
 

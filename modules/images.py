@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
 from modules import infotext_utils, shared
+from modules.image_formats import _EXIF_FORMATS, _FORMATS, _MAX_SIDE, _pillow_format  # noqa: F401
+from modules.image_formats import check_format_setting  # noqa: F401 (its earlier home)
 from modules.infotext_utils import read_info_from_image  # noqa: F401 - A1111 exports it from here
 
 log = logging.getLogger(__name__)
@@ -382,26 +384,6 @@ FilenameGenerator.replacements = {
 
 # -----------------------------------------------------------------------------------------------
 # Encoding (§13)
-
-_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
-_EXIF_FORMATS = ("JPEG", "WEBP", "AVIF")
-_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383}
-
-
-def _pillow_format(extension: str) -> str | None:
-    """Pillow's name for a format it can write with this file extension, else None."""
-    Image.init()  # loads every format plugin (once), so Image.SAVE is complete
-    fmt = _FORMATS.get(extension) or Image.registered_extensions().get(f".{extension}")
-    return fmt if fmt in Image.SAVE else None
-
-
-def check_format_setting(extension) -> None:
-    """Validator of samples_format / grid_format: refuse at setting time what saving could not do."""
-    from modules.options import OptionError
-    if _pillow_format(str(extension or "").lower().lstrip(".")) is None:
-        raise OptionError(f"'{extension}' is not an image format this installation can write "
-                          f"(png, jpg, webp, avif, ...)")
-
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16/32-bit grayscale -> 8-bit L (JPEG and WebP cannot hold it)."""

@@ -102,6 +102,19 @@ def convert_value(key: str, info: OptionInfo, value: Any) -> Any:
     return value
 
 
+def _convert_number(key: str, info: OptionInfo, value: Any) -> Any:
+    """convert_value, and numbers stay finite and within int64 (issue 14: no overflow in torch)."""
+    from modules import value_limits
+    converted = convert_value(key, info, value)
+    if isinstance(converted, bool) or not isinstance(converted, (int, float)):
+        return converted
+    problem = value_limits.float_problem(key, converted) if isinstance(converted, float) \
+        else value_limits.integer_problem(key, converted)
+    if problem:
+        raise OptionError(f"Setting {problem}")
+    return converted
+
+
 class Options:
     def __init__(self):
         object.__setattr__(self, "data_labels", {})
@@ -150,7 +163,7 @@ class Options:
                 raise OptionError(f"Setting '{key}' cannot be changed through the API")
             if key in self.frozen_keys:
                 raise OptionError(f"Setting '{key}' is frozen")
-            value = convert_value(key, info, value)
+            value = _convert_number(key, info, value)
             if info.validate is not None:
                 info.validate(value)
             converted[key] = value

@@ -42,7 +42,7 @@ def preview(model, latents: torch.Tensor, kind: str, whole_batch: bool) -> Image
     if not whole_batch:
         latents = latents[:1]
     if kind == "Full":
-        from modules.processing import decode_latents
+        from modules.vae_decode import decode_latents
         samples = decode_latents(model, latents)
     else:
         if kind != "Approx cheap" and kind not in _warned:

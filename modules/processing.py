@@ -13,17 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (devices, extra_networks, face_restoration, hires, images, infotext_utils, rng, sd_models,
-                     sd_samplers, sd_vae, shared, styles)
+from modules import (admission, devices, extra_networks, face_restoration, hires, images, infotext_utils, rng,
+                     sd_models, sd_samplers, sd_vae, shared, styles)
+from modules.job_errors import GenerationError  # noqa: F401 (defined one floor down; A1111 name here)
+from modules.vae_decode import VaeNaNError, decode_latents  # noqa: F401 (one floor down, for previews)
 from modules import sampling_pass
 from modules.controlnet import job as controlnet_job
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
-
-
-class GenerationError(RuntimeError):
-    """A job that cannot run or went wrong; the message is meant for the user."""
 
 
 @dataclass
@@ -330,45 +328,6 @@ def _face_restorer(p) -> str | None:
     return shared.opts.face_restoration_model if wanted else None
 
 
-class VaeNaNError(GenerationError):
-    pass
-
-
-@torch.no_grad()
-def _vae_decode(model, latents: torch.Tensor) -> torch.Tensor:
-    vae = model.vae
-    with devices.on_device(vae, model.device_config):
-        dtype = next(vae.parameters()).dtype
-        return vae.decode((latents / model.vae_scaling_factor).to(dtype), return_dict=False)[0].float()
-
-
-def decode_latents(model, latents: torch.Tensor, p=None) -> torch.Tensor:
-    """Latents -> images in [0, 1], [B, 3, H, W] float32.
-
-    A half-precision VAE that gives NaN is moved to float32 (bfloat16 with that setting) for the
-    rest of the session and the decode retried (generation.md §4.1); the job notes it.
-    """
-    decoded = _vae_decode(model, latents)
-    if model.device_config.nan_check and torch.isnan(decoded).any():
-        vae_dtype = next(model.vae.parameters()).dtype
-        if not shared.opts.auto_vae_precision or vae_dtype == torch.float32:
-            raise VaeNaNError("The VAE produced NaN values (a black image). Try --no-half-vae, "
-                              "or select another VAE in the settings.")
-        upcast = torch.bfloat16 if shared.opts.auto_vae_precision_bfloat16 else torch.float32
-        model.vae.to(upcast)
-        message = f"The VAE produced NaN in {str(vae_dtype).removeprefix('torch.')}; " \
-                  f"decoded in {str(upcast).removeprefix('torch.')} (kept for this session)"
-        print(message)
-        if p is not None:
-            p.comment(message)
-            p.extra_generation_params["VAE precision"] = str(upcast).removeprefix("torch.")
-        decoded = _vae_decode(model, latents)
-        if torch.isnan(decoded).any():
-            raise VaeNaNError("The VAE produced NaN values even in full precision: the latents are "
-                              "broken. Try another VAE or checkpoint.")
-    return ((decoded + 1) / 2).clamp(0, 1)
-
-
 def to_pil(samples: torch.Tensor) -> list[Image.Image]:
     arrays = (samples.cpu().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return [Image.fromarray(a) for a in arrays]
@@ -426,8 +385,9 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
         p.tiling = opts.tiling
     if getattr(p, "enable_hr", False):
         _setup_hires(p)
+    admission.check(p, p.sd_model)  # issue 14: refuse a job that cannot fit, before it allocates
     try:
-        with seamless_tiling(p.sd_model, p.tiling):
+        with admission.out_of_memory_guard(), seamless_tiling(p.sd_model, p.tiling):
             return _generate(p)
     finally:
         if shared.model_holder.sd_model is not base:  # hires checkpoint / refiner: back to the main one

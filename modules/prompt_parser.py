@@ -175,17 +175,106 @@ def _compile_schedule(prompt: str):
                     to_parse, MAX_SCHEDULE_PARSE_CHARS)
         return None
 
+    return _compile_spans(prompt, 0, len(prompt), spans)
+
+
+def _compile_spans(prompt: str, lo: int, hi: int, spans):
     parts: list = []
-    pos = 0
+    pos = lo
     for start, end in spans:
         span_parts = _parse_span(prompt[start:end])
         if span_parts is None:
             return None
+        if _edit_read_as_strays(prompt, start, end, span_parts, lo):
+            # A1111's grammar reads this `[...]` as stray characters: its brackets stay text and
+            # its inside is read like top-level text (constructs in it still work)
+            inner = _outer_square_spans(prompt[start + 1:end - 1])
+            if inner is None:
+                return None
+            inner_parts = _compile_spans(prompt, start + 1, end - 1,
+                                         [(a + start + 1, b + start + 1) for a, b in inner])
+            if inner_parts is None:
+                return None
+            span_parts = ["[", *inner_parts, "]"]
         _extend(parts, prompt[pos:start])
         _extend(parts, span_parts)
         pos = end
-    _extend(parts, prompt[pos:])
+    _extend(parts, prompt[pos:hi])
     return parts
+
+
+_STRAYS = "[]():"
+
+
+def _edit_read_as_strays(prompt: str, start: int, end: int, span_parts, lo: int) -> bool:
+    """Where A1111's grammar reads a prompt-editing `[...]` as plain text although it parses.
+
+    Its top level lets every `[ ] ( ) :` be a stray character, so an editing construct is
+    ambiguous with the reading where its own brackets and colon are strays too. Lark's Earley
+    resolution takes that stray reading when an even number (2, 4, ...) of stray characters
+    directly follows the `]`: `[a:0.5])]` and `[a:0.5]()::` stay text, `[a:0.5])` and `[a:0.5])))`
+    do not. Characters that pair up (an emphasis `(...)`, `[...]`, another construct) are no
+    strays; an empty pair `()` / `[]` is skipped, anything else ends the count. Alternation
+    `[a|b]` has no stray reading (`|` is no stray) and is never affected; a `(` still open before
+    the construct is left alone (the `)` after it may close that emphasis instead).
+    """
+    if len(span_parts) != 1 or not isinstance(span_parts[0], _Edit):
+        return False
+    strays, pos = 0, end
+    while pos < len(prompt) and prompt[pos] in _STRAYS:
+        if prompt.startswith(("()", "[]"), pos):
+            pos += 2
+            continue
+        close = _pair_end(prompt, pos)
+        if close is not None:
+            break
+        strays += 1
+        pos += 1
+    if strays < 2 or strays % 2:
+        return False
+    return not _open_round_before(prompt, lo, start)
+
+
+def _pair_end(prompt: str, pos: int) -> int | None:
+    """End of the bracket pair that A1111's grammar can form from prompt[pos], else None."""
+    opener = prompt[pos]
+    if opener not in "([":
+        return None
+    depth, colons, i = 0, 0, pos
+    for m in _re_schedule_special.finditer(prompt, pos):
+        c = m.group(0)
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+            if depth == 0:
+                i = m.end()
+                break
+        if depth == 1 and c == "|":
+            colons = -99  # alternation
+    else:
+        return None
+    if prompt[i - 1] != (")" if opener == "(" else "]"):
+        return None
+    inner = prompt[pos + 1:i - 1]
+    colons = inner.count(":") if colons >= 0 else 0
+    if opener == "(":
+        return i if colons <= 1 else None
+    if colons == 0:
+        return i
+    parts = _parse_span(prompt[pos:i])
+    return i if parts and len(parts) == 1 and isinstance(parts[0], (_Edit, _Alt)) else None
+
+
+def _open_round_before(prompt: str, lo: int, start: int) -> bool:
+    depth = 0
+    for m in _re_schedule_special.finditer(prompt, lo, start):
+        c = m.group(0)
+        if c == "(":
+            depth += 1
+        elif c == ")" and depth:
+            depth -= 1
+    return depth > 0
 
 
 @functools.lru_cache(maxsize=8192)
@@ -194,11 +283,107 @@ def _parse_span(span: str):
     while a prompt is being edited, most of its bracketed pieces stay the same."""
     if not _re_maybe_schedule.search(span):
         return [span]
+    fast = _read_clean_span(span)
+    if fast is not None:
+        return fast
     try:
         tree = schedule_parser.parse(span)
     except lark.exceptions.LarkError:
         return None
     return _ToParts().transform(tree)
+
+
+# -- a direct reader for the common, unambiguous case ------------------------------------------
+# Earley is slow on this grammar (it dominated a job's prompt handling). A `[...]` whose every
+# bracket pairs up and whose every `:` / `|` belongs to a construct has exactly one parse, which
+# this reader builds directly; anything else (strays, lone backslashes, a `:` that belongs to
+# nothing) goes to the grammar, so the result is the grammar's either way.
+
+_re_when = re.compile(r"\s*([+-]?(?:\d+[eE][+-]?\d+|(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+))\s*\]")
+_re_plain_run = re.compile(r"[^\\\[\]():|]+")
+
+
+class _NotClean(Exception):
+    pass
+
+
+def _read_clean_span(span: str):
+    try:
+        item, end = _read_square(span, 0)
+    except _NotClean:
+        return None
+    if end != len(span):
+        return None
+    parts: list = []
+    _extend(parts, item)
+    return parts
+
+
+def _read_prompt(text: str, i: int):
+    """Items of a `prompt` from i up to the first `] ) : |` (or the end): (parts, index)."""
+    parts: list = []
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n or text[i + 1] == "\n":
+                raise _NotClean
+            _extend(parts, text[i:i + 2])
+            i += 2
+        elif c == "(":
+            inside, j = _read_prompt(text, i + 1)
+            if j < n and text[j] == ")":
+                _extend(parts, ["(", inside, ")"])
+                i = j + 1
+            elif j < n and text[j] == ":":
+                second, k = _read_prompt(text, j + 1)
+                if k >= n or text[k] != ")":
+                    raise _NotClean
+                _extend(parts, ["(", inside, ":", second, ")"])
+                i = k + 1
+            else:
+                raise _NotClean
+        elif c == "[":
+            item, i = _read_square(text, i)
+            _extend(parts, item)
+        elif c in "]):|":
+            break
+        else:
+            m = _re_plain_run.match(text, i)
+            _extend(parts, m.group(0))
+            i = m.end()
+    return parts, i
+
+
+def _read_square(text: str, i: int):
+    """One `[...]` construct starting at text[i] == "[": (item, index after it)."""
+    n = len(text)
+    first, j = _read_prompt(text, i + 1)
+    if j >= n:
+        raise _NotClean
+    c = text[j]
+    if c == "]":
+        return ["[", first, "]"], j + 1
+    if c == "|":
+        options = [first]
+        while j < n and text[j] == "|":
+            option, j = _read_prompt(text, j + 1)
+            options.append(option)
+        if j >= n or text[j] != "]":
+            raise _NotClean
+        return _Alt(options), j + 1
+    if c != ":":
+        raise _NotClean
+    m = _re_when.match(text, j + 1)
+    if m:
+        return _Edit(None, first, m.group(1)), m.end()
+    second, k = _read_prompt(text, j + 1)
+    if k >= n or text[k] != ":":
+        raise _NotClean
+    m = _re_when.match(text, k + 1)
+    if not m:
+        raise _NotClean
+    return _Edit(first, second, m.group(1)), m.end()
 
 
 def _walk_nodes(parts):
@@ -297,7 +482,7 @@ def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=N
 # Attention (§8)
 
 re_attention = re.compile(r"""
-      \\(?P<escaped>.)?                     # escape; a lone backslash at the very end is dropped
+      \\(?P<escaped>[()\[\]\\])?             # escape; any other backslash is dropped and ends the text
     | (?P<open>[(\[])
     | :\s*(?P<weight>[+-]?[.\d]+)\s*\)      # explicit weight closing a round group
     | (?P<close>[)\]])
@@ -337,7 +522,10 @@ def parse_prompt_attention(text):
         if kind == "escaped":
             res.append([m.group("escaped"), 1.0, False])
         elif token == "\\":
-            continue  # lone backslash at the end of the text: dropped
+            # a backslash before anything but ( ) [ ] \ escapes nothing: it becomes an empty
+            # segment (which groups weight like any other, as in A1111), and what follows is read
+            # afresh, so it ends a text run (`x\BREAK` breaks, `\ BREAK` too)
+            res.append(["", 1.0, False])
         elif kind == "open":
             (round_open if token == "(" else square_open).append(len(res))
         elif kind == "weight" and round_open:

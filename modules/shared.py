@@ -28,6 +28,9 @@ hash_cache = HashCache(paths.cache_file)
 device_config = devices.cpu_config()
 model_holder = None  # modules.sd_models.ModelHolder, created by webui.initialize()
 embedding_db = None  # modules.textual_inversion.EmbeddingDatabase, created by configure()
+# A1111 names that higher floors provide when they are imported (modules.styles adds
+# prompt_styles), read through __getattr__, so that shared never imports them (no circle)
+lazy_attributes: dict = {}
 
 
 def configure(args) -> None:
@@ -45,7 +48,6 @@ def __getattr__(name):
     # `shared.sd_model` is the loaded model, read through the holder (None when nothing is loaded)
     if name == "sd_model":
         return model_holder.sd_model if model_holder is not None else None
-    if name == "prompt_styles":  # A1111's name for the style database
-        from modules import styles
-        return styles.get_database()
+    if name in lazy_attributes:  # e.g. prompt_styles, A1111's name for the style database
+        return lazy_attributes[name]()
     raise AttributeError(name)

@@ -1,4 +1,5 @@
 """Registers every built-in setting (generation.md §17) with its section, default and label."""
+from modules.image_formats import check_format_setting
 from modules.options import OptionInfo, Options
 from modules.settings_table import SETTINGS
 
@@ -14,13 +15,8 @@ UI_DIR_KEYS = {
 }
 
 
-def _check_image_format(value) -> None:
-    from modules import images  # images imports shared, which imports this module
-    images.check_format_setting(value)
-
-
 # Settings whose values need more than a type check.
-VALIDATORS = {"samples_format": _check_image_format, "grid_format": _check_image_format}
+VALIDATORS = {"samples_format": check_format_setting, "grid_format": check_format_setting}
 
 
 def register_builtin_options(opts: Options) -> None:

@@ -13,7 +13,7 @@ import secrets
 import threading
 from typing import Iterable, NamedTuple
 
-from modules import infotext_utils
+from modules import infotext_utils, shared
 
 FIELDS = ("name", "prompt", "negative_prompt")
 
@@ -191,7 +191,6 @@ _database_lock = threading.Lock()
 
 def configured_paths() -> list[str]:
     """`--styles-file` values, or `<data>/styles.csv`."""
-    from modules import shared
     return list(getattr(shared.cmd_opts, "styles_file", None) or []) or \
         [os.path.join(shared.paths.data, "styles.csv")]
 
@@ -211,3 +210,6 @@ def reset_database() -> None:
     global _database
     with _database_lock:
         _database = None
+
+
+shared.lazy_attributes["prompt_styles"] = get_database  # A1111's shared.prompt_styles

@@ -114,9 +114,26 @@ def build_tiny_models(family: str, seed: int = 0) -> dict:
         for component, _pad in TEXT_ENCODERS[base]:
             config = configs[component]
             encoders.append(text_encoder_class(config)(text_encoder_config(config)))
+        _randomize_norms(unet, vae, *encoders)
     for model in (unet, vae, *encoders):
         model.eval().requires_grad_(False)
     return {"family": base, "overrides": overrides, "unet": unet, "vae": vae, "text_encoders": encoders}
+
+
+# Norm weights around 1 and biases around 0 with a spread, like trained ones: freshly built norms
+# (weight 1, bias 0) give every token a hidden vector of mean exactly 0, which real encoders never
+# do and which hid bugs (the "Original" emphasis divided by that mean).
+NORM_WEIGHT_STD, NORM_BIAS_STD = 0.2, 0.2
+
+
+@torch.no_grad()
+def _randomize_norms(*models: torch.nn.Module) -> None:
+    for model in models:
+        for module in model.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
+                module.weight.normal_(1.0, NORM_WEIGHT_STD)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, NORM_BIAS_STD)
 
 
 def _layout_extras(base: str, encoders: list, seed: int) -> dict[str, torch.Tensor]:

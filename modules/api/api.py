@@ -3,14 +3,15 @@ import base64
 import io
 import itertools
 import json
+import math
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from modules import (face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae,
-                     shared, upscaling)
+from modules import (admission, face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers,
+                     sd_vae, shared, upscaling)
 from modules.api import models
 from modules.controlnet import job as controlnet_job
 from modules.controlnet import units as controlnet_units_module
@@ -19,6 +20,7 @@ from modules.options import OptionError
 
 # Exceptions whose message is meant for the client, with the status to answer.
 _CLIENT_ERRORS = (
+    (admission.JobOutOfMemory, 507),
     (sd_samplers.SamplerNotFound, 422),
     (sd_models.CheckpointNotFound, 422),
     (OptionError, 422),
@@ -46,7 +48,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError):
-        return JSONResponse({"detail": jsonable_encoder(e.errors())}, status_code=422)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(e.errors()))}, status_code=422)
+
+
+def _json_safe(value):
+    """A validation error echoes the input: NaN / inf in it must not turn the 422 into a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _json_or_none(value):

@@ -5,11 +5,30 @@ ignored, as A1111 does, because clients send legacy and extension fields.
 """
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from modules import value_limits
+
+# Integer fields that reach torch.Generator.manual_seed, which takes -2^63 .. 2^64-1.
+SEED_FIELDS = ("seed", "subseed")
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # non-finite floats ("nan", "inf", NaN) are a 422 naming the field, not a NaN image
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_in_range(cls, value, info: ValidationInfo):
+        """Every integer field fits in int64 (seeds: manual_seed's range), so that a huge number is
+        a 422 naming the field instead of an overflow deep in torch. Subclasses inherit this."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            low, high = (value_limits.SEED_MIN, value_limits.SEED_MAX) if info.field_name in SEED_FIELDS \
+                else (value_limits.INT_MIN, value_limits.INT_MAX)
+            problem = value_limits.integer_problem(info.field_name, value, low, high)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     def with_defaults(self) -> dict:
         """The request as a dict where every null field holds its default."""

@@ -20,7 +20,7 @@ def _record_mask_keys(p) -> None:
 
 
 def _check(p) -> None:
-    from modules.processing import GenerationError
+    from modules.job_errors import GenerationError
     if p.resize_mode not in (0, 1, 2, 3):
         raise GenerationError(f"resize_mode must be 0, 1, 2 or 3, got {p.resize_mode}")
     if p.inpainting_fill not in (0, 1, 2, 3):
@@ -42,7 +42,7 @@ def _save_init_images(p) -> None:
 
 
 def init(p, all_seeds) -> None:
-    from modules.processing import GenerationError
+    from modules.job_errors import GenerationError
     opts = shared.opts
     _check(p)
     if opts.save_init_img and not p.do_not_save_samples:

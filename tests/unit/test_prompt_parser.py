@@ -322,7 +322,8 @@ SPEC_ATTENTION = [
     ("(a:\u0661.\u0665)", [["a", 1.5]]),  # Arabic-Indic digits parse like A1111's \d
     ("trailing \\", [["trailing ", 1.0]]),
     ("\\a\\b", [["ab", 1.0]]),
-    ("(a\\:1.5)", [["a:1.5", 1.1]]),  # escaped colon is ordinary text (spec §8.1)
+    # `\:` escapes nothing: the backslash is dropped and `:1.5)` is read afresh, as a weight (A1111)
+    ("(a\\:1.5)", [["a", 1.5]]),
     ("((x):0)", [["x", 0.0]]),
     ("(x BREAK:-1)", [["x", -1.0], B, ["", -1.0]]),  # a marker never merges with text
     ("BREAK", [["", 1.0], B, ["", 1.0]]),
@@ -534,3 +535,35 @@ def test_conditioning_keeps_dtype():
 
     conds = get_learned_conditioning(HalfModel(), ["a", "LONG b"], 4)
     assert reconstruct_cond_batch(conds, 0).dtype == torch.float16
+
+
+# Issue 14 parity cases. A backslash escapes only ( ) [ ] \; before anything else it is dropped
+# and ends the text run, so BREAK beside it is still BREAK and the space after it is BREAK's.
+@pytest.mark.parametrize("text,expected", [
+    ("\\]red house\\]{\\ BREAK  BREAK \\]1\\",
+     [["]red house]{", 1.0], ["BREAK", -1], ["", 1.0], ["BREAK", -1], ["]1", 1.0]]),
+    ("3best quality\\]x\\\\ANDROID\\BREAK\\\\x", [["3best quality]x\\ANDROID", 1.0], ["BREAK", -1], ["\\x", 1.0]]),
+    ("a\\BREAK b", [["a", 1.0], ["BREAK", -1], ["b", 1.0]]),
+    ("aBREAK b", [["aBREAK b", 1.0]]),
+    ("(x\\q)", [["xq", 1.1]]),
+])
+def test_backslash_beside_break(text, expected):
+    assert parse_prompt_attention(text) == _approx_segments(expected)
+
+
+# A prompt-editing construct directly followed by an even number of unpaired `[ ] ( ) :` is read
+# by A1111's grammar as stray characters (its Earley parse resolves the ambiguity that way).
+@pytest.mark.parametrize("prompt,steps,expected", [
+    ("[ANDred house:0.5])]\nmale\\[", 1, [[1, "[ANDred house:0.5])]\nmale\\["]]),
+    ("[a:0.5])]", 4, [[4, "[a:0.5])]"]]),
+    ("[a:0.5]))))", 4, [[4, "[a:0.5]))))"]]),
+    ("[a:0.5])", 4, [[2, ")"], [4, "a)"]]),
+    ("[a:0.5])))", 4, [[2, ")))"], [4, "a)))"]]),
+    ("[a:0.5]()", 4, [[2, "()"], [4, "a()"]]),
+    ("[a:0.5])) x [b:0.5]", 4, [[2, "[a:0.5])) x "], [4, "[a:0.5])) x b"]]),
+    ("[[a:0.5]:0.5]))", 4, [[2, "[:0.5]))"], [4, "[a:0.5]))"]]),
+    ("[a|b]))", 2, [[1, "a))"], [2, "b))"]]),
+])
+def test_edit_followed_by_strays_stays_text_as_in_a1111(prompt, steps, expected):
+    assert get_learned_conditioning_prompt_schedules([prompt], steps) == [expected]
+

@@ -361,7 +361,7 @@ def test_sdxl_lora_names_and_loss(session, lora_data):
     from modules.training import lora, progress
     model = on_model(shared, "tiny-sdxl", lambda: shared.model_holder.ensure_for_job())
     before = weights(model)
-    args = lora_args(lora_data, output_name="test-lora-xl", max_train_steps=30, network_train_unet_only=False,
+    args = lora_args(lora_data, output_name="test-lora-xl", max_train_steps=60, network_train_unet_only=False,
                      save_state=False)
     message, path = on_model(shared, "tiny-sdxl", lambda: lora.train_lora(args))
     made.append(path)
