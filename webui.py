@@ -4,14 +4,15 @@ import socket
 import sys
 import time
 
-from modules import shared  # sets the offline environment before the libraries load
+from modules.startup_timer import startup_timer  # first: it times the imports below
+from modules import shared  # sets the offline environment before the libraries load  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
-from modules.api import outputs_routes  # noqa: E402
+from modules.api import outputs_routes, server_routes  # noqa: E402
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -35,6 +36,7 @@ def create_app(args) -> FastAPI:
     if args.api or args.nowebui:
         Api(app)
         app.include_router(outputs_routes.create_router())
+    server_routes.register(app, args)  # memory, checkpoint unload/reload, server stop, /internal/*
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
@@ -80,9 +82,13 @@ def try_share(port: int) -> None:
 
 def main(argv=None) -> None:
     started = time.time()
+    from modules import restart
+    startup_timer.record("import modules")
     args = cmd_args.parse_args(argv)
     initialize(args)
+    startup_timer.record("initialize")
     app = create_app(args)
+    startup_timer.record("create app")
     host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
     port = choose_port(args, host)
     if args.share:
@@ -98,7 +104,8 @@ def main(argv=None) -> None:
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
                             ssl_keyfile=args.tls_keyfile if args.tls_certfile else None,
                             ssl_certfile=args.tls_certfile if args.tls_keyfile else None)
-    StoppingServer(config).run()
+    restart.server = StoppingServer(config)
+    restart.server.run()
 
 
 # After Ctrl+C / SIGTERM, requests still open (a job's) get this long before they are cancelled.

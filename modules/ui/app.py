@@ -3,12 +3,12 @@ import os
 
 import gradio as gr
 
-from modules.ui import png_info, quicksettings, txt2img
+from modules.ui import png_info, quicksettings, settings, txt2img, ui_config
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
 .error { color: #c00; font-weight: bold; }
-"""
+""" + settings.CSS
 
 with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf8") as _file:
     JS = _file.read()  # runs once on page load
@@ -20,8 +20,10 @@ def create_ui() -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            settings.create_tab(demo)
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
             show_progress="hidden", api_visibility="private")
+        ui_config.apply_to_ui(demo)  # ui-config.json: saved control defaults (last: every tab exists)
     return demo
