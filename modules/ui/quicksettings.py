@@ -60,7 +60,8 @@ def apply_one(key: str, value):
         result = apply.apply_settings(shared.opts, {key: value}, shared.paths.settings_file)
     except (OptionError, ModelLoadError) as e:
         return gr.update(value=getattr(shared.opts, key)), f"<span class='error'>{e}</span>"
-    return gr.update(value=getattr(shared.opts, key)), result.message() if result.changed else ""
+    # a repeated event with the same value leaves the last message standing
+    return gr.update(value=getattr(shared.opts, key)), result.message() if result.changed else gr.update()
 
 
 def _refresh_choices(key: str, info):
@@ -117,8 +118,10 @@ def create(demo: gr.Blocks):
                 if created is not None:
                     others.append(created)
     notice = gr.Markdown(_notice(_choices()), elem_id="model_notice")
-    for key, info, component, button in others:
-        _wire_setting(demo, key, info, component, button, notice)
+    if others:
+        applied = gr.HTML(elem_id="quicksettings_result")
+        for key, info, component, button in others:
+            _wire_setting(demo, key, info, component, button, applied)
     if checkpoint is not None:
         checkpoint.change(switch_checkpoint, inputs=[checkpoint], outputs=[checkpoint, notice],
                           api_visibility="private")

@@ -66,18 +66,18 @@ def settings_pages(opts, exclude=()) -> list[dict]:
             page = pages[section] = {"id": section[0], "label": section[1], "keys": [],
                                      "category": presentation.category_of(info)}
         page["keys"].append(key)
-    ordered = []
-    for category in presentation.CATEGORIES:
-        ordered += sorted((p for p in pages.values() if p["category"] == category), key=lambda p: p["label"])
-    ordered += sorted((p for p in pages.values() if p["category"] not in presentation.CATEGORIES),
-                      key=lambda p: p["label"])
     used = set()
-    for page in ordered:
+    for page in pages.values():  # registration order: "User interface" keeps settings_ui
         dom = f"settings_{page['id']}"
         if dom in used:  # Live previews and User interface share the section id "ui"
             dom = f"{dom}_{_slug(page['label'])}"
         used.add(dom)
         page["dom_id"] = dom
+    ordered = []
+    for category in presentation.CATEGORIES:
+        ordered += sorted((p for p in pages.values() if p["category"] == category), key=lambda p: p["label"])
+    ordered += sorted((p for p in pages.values() if p["category"] not in presentation.CATEGORIES),
+                      key=lambda p: p["label"])
     return ordered
 
 
@@ -137,7 +137,7 @@ def create_tab(demo: gr.Blocks) -> dict:
                             components.append(settings_components.create(
                                 key, info, getattr(shared.opts, key), elem_classes=["settings-row"]))
                 fixed = fixed_pages.create(demo, result)
-    search.input(None, inputs=[search], js=SEARCH_JS)
+    search.change(None, inputs=[search], js=SEARCH_JS)  # change also fires when the box is emptied
     show_all.click(None, js=SHOW_ALL_JS)
     submit.click(lambda *values: apply_from_ui(keys, values), inputs=components, outputs=[result],
                  api_visibility="private")
