@@ -59,8 +59,9 @@ def _vaes():
 
 
 def _upscalers():
-    from modules import hires
-    return ["None", *hires.IMAGE_UPSCALERS]
+    from modules.upscaling import core
+    names = core.upscaler_names()
+    return names if "None" in names else ["None", *names]
 
 
 def _samplers():

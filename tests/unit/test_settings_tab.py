@@ -55,8 +55,11 @@ def test_pages_follow_a1111_order_and_extension_settings_join_in(opts):
                             "Stable Diffusion", "Stable Diffusion 3", "Stable Diffusion XL", "VAE", "img2img"]
     assert labels[12:19] == ["Gallery", "Infotext", "Live previews", "Prompt editing", "Settings in UI",
                              "UI alternatives", "User interface"]
-    assert labels[19:25] == ["API", "Profiler", "System", "Face restoration", "Postprocessing", "Upscaling"]
-    assert labels[-4:] == ["Canvas Hotkeys", "Hypertile", "Interrogate", "My extension"]
+    assert labels[19:26] == ["API", "Profiler", "System", "Face restoration", "Postprocessing", "Upscaling",
+                             "Training"]
+    uncategorized = labels[26:]  # pages of built-in components and extensions, by label
+    assert uncategorized == sorted(uncategorized)
+    assert {"Canvas Hotkeys", "Hypertile", "Interrogate", "My extension"} <= set(uncategorized)
     extra = next(p for p in pages if p["label"] == "Extra Networks")
     assert "lora_extra" in extra["keys"] and "sd_lora" in extra["keys"]
     dom_ids = [p["dom_id"] for p in pages]
