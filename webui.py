@@ -4,7 +4,8 @@ import socket
 import sys
 import time
 
-from modules import shared  # sets the offline environment before the libraries load
+from modules.startup_timer import startup_timer  # first: it times the imports below
+from modules import shared  # sets the offline environment before the libraries load  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -13,6 +14,7 @@ from fastapi import FastAPI  # noqa: E402
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
 from modules.api import (controlnet_routes, img2img_route, merge_routes, networks_routes, outputs_routes,  # noqa: E402
                          train_routes)
+from modules.api import server_routes  # noqa: E402
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -43,6 +45,7 @@ def create_app(args) -> FastAPI:
         app.include_router(train_routes.create_router())
         app.include_router(merge_routes.create_router())
     app.include_router(controlnet_routes.create_router())  # the extension's routes exist without --api too
+    server_routes.register(app, args)  # memory, checkpoint unload/reload, server stop, /internal/*
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     if not args.nowebui:
@@ -89,9 +92,13 @@ def try_share(port: int) -> None:
 
 def main(argv=None) -> None:
     started = time.time()
+    from modules import restart
+    startup_timer.record("import modules")
     args = cmd_args.parse_args(argv)
     initialize(args)
+    startup_timer.record("initialize")
     app = create_app(args)
+    startup_timer.record("create app")
     host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
     port = choose_port(args, host)
     if args.share:
@@ -107,7 +114,8 @@ def main(argv=None) -> None:
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
                             ssl_keyfile=args.tls_keyfile if args.tls_certfile else None,
                             ssl_certfile=args.tls_certfile if args.tls_keyfile else None)
-    StoppingServer(config).run()
+    restart.server = StoppingServer(config)
+    restart.server.run()
 
 
 # After Ctrl+C / SIGTERM, requests still open (a job's) get this long before they are cancelled.

@@ -7,7 +7,9 @@ import contextlib
 import contextvars
 import json
 import os
+import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -121,6 +123,7 @@ class Options:
         object.__setattr__(self, "data", {})
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "frozen_keys", set())
+        object.__setattr__(self, "frozen_by", {})  # key -> the flag that froze it, for messages
 
     # -- registry --------------------------------------------------------------------------
     def add_option(self, key: str, info: OptionInfo):
@@ -162,7 +165,8 @@ class Options:
             if api and info.restrict_api:
                 raise OptionError(f"Setting '{key}' cannot be changed through the API")
             if key in self.frozen_keys:
-                raise OptionError(f"Setting '{key}' is frozen")
+                flag = self.frozen_by.get(key)
+                raise OptionError(f"Setting '{key}' is frozen" + (f" by {flag}" if flag else ""))
             value = _convert_number(key, info, value)
             if info.validate is not None:
                 info.validate(value)
@@ -202,10 +206,21 @@ class Options:
 
     # -- persistence -------------------------------------------------------------------------
     def load(self, filename: str):
+        """Read config.json. A file that is not a JSON object is moved aside (so the user can
+        recover it) and the defaults are used: a broken file must not stop the program."""
         if not os.path.exists(filename):
             return
-        with open(filename, encoding="utf8") as file:
-            saved = json.load(file)
+        try:
+            with open(filename, encoding="utf8") as file:
+                saved = json.load(file)
+            if not isinstance(saved, dict):
+                raise ValueError(f"expected a JSON object, found {type(saved).__name__}")
+        except (ValueError, UnicodeDecodeError) as e:
+            aside = f"{filename}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(filename, aside)
+            print(f"Settings file {filename} could not be read ({e}); moved it to {aside} "
+                  f"and using the default settings")
+            return
         for key, value in saved.items():
             info = self.data_labels.get(key)
             if info is None:
@@ -217,9 +232,18 @@ class Options:
                 print(f"Settings file {filename}: {e}; using the default")
 
     def save(self, filename: str):
-        tmp = filename + ".tmp"
+        """Write atomically: a temporary file in the same folder, flushed, then renamed over the
+        old one, so a crash or a full disk never leaves a half-written config.json."""
         with self._lock:
             content = json.dumps(self.data, indent=4, ensure_ascii=False, default=str)
-        with open(tmp, "w", encoding="utf8") as file:
-            file.write(content)
-        os.replace(tmp, filename)
+        folder = os.path.dirname(os.path.abspath(filename))
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(filename) + ".", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf8") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, filename)
+        except BaseException:
+            os.unlink(tmp)
+            raise

@@ -281,6 +281,8 @@ class ModelHolder:
             if first is None:
                 raise NoModelError(no_model_message())
             model = self.switch_to(first)
+        from modules import checkpoint_residency
+        checkpoint_residency.restore(model)  # weights moved to RAM by "unload checkpoint" come back
         sd_vae.apply_vae_for(model)  # the job's sd_vae setting may differ from the last job's
         refresh_embeddings(model)  # cheap unless the embeddings folder changed
         return model

@@ -27,19 +27,24 @@ def register_builtin_options(opts: Options) -> None:
     from modules.controlnet import options as controlnet_options  # plain data, no model code
     for key, (default, label) in controlnet_options.SETTINGS.items():
         opts.add_option(key, OptionInfo(default=default, label=label, section=controlnet_options.SECTION))
+    from modules.settings.presentation import describe_builtin_options
+    describe_builtin_options(opts)  # A1111's labels, components and pages for the Settings tab
 
 
 def freeze_from_flags(opts: Options, cmd_opts) -> None:
     """Apply --freeze-settings*, --hide-ui-dir-config: those keys become read-only."""
-    frozen = set()
+    frozen = {}  # key -> flag, so messages can name the flag
     if cmd_opts.freeze_settings:
-        frozen |= set(opts.data_labels)
+        frozen.update(dict.fromkeys(opts.data_labels, "--freeze-settings"))
     if cmd_opts.hide_ui_dir_config:
-        frozen |= UI_DIR_KEYS
+        frozen.update(dict.fromkeys(UI_DIR_KEYS, "--hide-ui-dir-config"))
     if cmd_opts.freeze_settings_in_sections:
         sections = {s.strip() for s in cmd_opts.freeze_settings_in_sections.split(",")}
-        frozen |= {k for k, info in opts.data_labels.items()
-                   if info.section and info.section[0] in sections}
+        frozen.update(dict.fromkeys((k for k, info in opts.data_labels.items()
+                                     if info.section and info.section[0] in sections),
+                                    "--freeze-settings-in-sections"))
     if cmd_opts.freeze_specific_settings:
-        frozen |= {s.strip() for s in cmd_opts.freeze_specific_settings.split(",")}
+        frozen.update(dict.fromkeys((s.strip() for s in cmd_opts.freeze_specific_settings.split(",")),
+                                    "--freeze-specific-settings"))
     opts.frozen_keys.update(frozen)
+    opts.frozen_by.update(frozen)

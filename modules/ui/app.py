@@ -4,11 +4,12 @@ import os
 import gradio as gr
 
 from modules.ui import checkpoint_merger, extras, img2img, png_info, quicksettings, send_to, train, txt2img
+from modules.ui import settings, ui_config
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
 .error { color: #c00; font-weight: bold; }
-"""
+""" + settings.CSS
 
 with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf8") as _file:
     JS = _file.read()  # runs once on page load
@@ -24,6 +25,7 @@ def create_ui() -> gr.Blocks:
             pnginfo = png_info.create_tab(targets=["txt2img", "img2img", "inpaint", "extras"])
             checkpoint_merger.create_tab(checkpoint_selector)
             train.create(txt2img_tab["controls"])
+            settings.create_tab(demo)
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
@@ -34,4 +36,5 @@ def create_ui() -> gr.Blocks:
         pnginfo["send_buttons"]["extras"].click(
             lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
             outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")
+        ui_config.apply_to_ui(demo)  # ui-config.json: saved control defaults (last: every tab exists)
     return demo

@@ -1,10 +1,14 @@
-"""The bar above the tabs: the checkpoint selector (setting sd_model_checkpoint)."""
+"""The bar above the tabs: the settings of `quicksettings_list` in list order (default: only the
+checkpoint selector, setting sd_model_checkpoint); a change applies and saves at once (ui.md §9.3)."""
 import concurrent.futures
 
 import gradio as gr
 
 from modules import sd_models, sd_vae, shared
 from modules.models.loader import ModelLoadError
+from modules.options import OptionError
+from modules.settings import apply
+from modules.ui import settings_components
 
 
 def _choices():
@@ -50,15 +54,77 @@ def current():
     return gr.update(choices=choices, value=shared.opts.sd_model_checkpoint), _notice(choices)
 
 
+def apply_one(key: str, value):
+    """A quicksettings change: applied and saved at once; on failure the control shows the old value."""
+    try:
+        result = apply.apply_settings(shared.opts, {key: value}, shared.paths.settings_file)
+    except (OptionError, ModelLoadError) as e:
+        return gr.update(value=getattr(shared.opts, key)), f"<span class='error'>{e}</span>"
+    # a repeated event with the same value leaves the last message standing
+    return gr.update(value=getattr(shared.opts, key)), result.message() if result.changed else gr.update()
+
+
+def _refresh_choices(key: str, info):
+    def handler():
+        info.refresh()
+        args = settings_components.component_args(info)
+        return gr.update(choices=args.get("choices"), value=getattr(shared.opts, key))
+    return handler
+
+
+def _create_setting(key: str):
+    """The control (and refresh button) of one listed setting; None for an unknown key."""
+    info = shared.opts.data_labels.get(key)
+    if info is None:
+        print(f"quicksettings_list: no setting named '{key}'")
+        return None
+    component = settings_components.create(key, info, getattr(shared.opts, key), scale=2, min_width=180)
+    button = gr.Button("🔄", elem_id=f"refresh_{key}", scale=0, min_width=40) if info.refresh else None
+    return key, info, component, button
+
+
+def _wire_setting(demo: gr.Blocks, key, info, component, button, notice) -> None:
+    if button is not None:
+        button.click(_refresh_choices(key, info), outputs=[component], api_visibility="private")
+    # text on Enter/blur, sliders on release, others on change (ui.md §9.3)
+    if isinstance(component, gr.Slider):
+        events = [component.release]
+    elif isinstance(component, (gr.Textbox, gr.Number)):
+        events = [component.submit, component.blur]
+    else:
+        events = [component.input]
+    for event in events:
+        event(lambda value, key=key: apply_one(key, value), inputs=[component], outputs=[component, notice],
+              api_visibility="private")
+    demo.load(lambda key=key: getattr(shared.opts, key), outputs=[component], api_visibility="private")
+
+
 def create(demo: gr.Blocks):
+    # with --freeze-settings there is no bar, but a model can still be chosen
+    keys = ["sd_model_checkpoint"] if shared.cmd_opts.freeze_settings else \
+        list(dict.fromkeys(shared.opts.quicksettings_list))
+    checkpoint = refresh_button = None
+    others = []
     with gr.Row(elem_id="quicksettings"):
-        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_choices(),
-                                 value=shared.opts.sd_model_checkpoint, elem_id="setting_sd_model_checkpoint",
-                                 allow_custom_value=False, scale=4)
-        refresh_button = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        for key in keys:
+            if key == "sd_model_checkpoint":
+                checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_choices(),
+                                         value=shared.opts.sd_model_checkpoint,
+                                         elem_id="setting_sd_model_checkpoint", allow_custom_value=False,
+                                         scale=4)
+                refresh_button = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+            else:
+                created = _create_setting(key)
+                if created is not None:
+                    others.append(created)
     notice = gr.Markdown(_notice(_choices()), elem_id="model_notice")
-    checkpoint.change(switch_checkpoint, inputs=[checkpoint], outputs=[checkpoint, notice],
-                      api_visibility="private")
-    refresh_button.click(refresh, outputs=[checkpoint, notice], api_visibility="private")
-    demo.load(current, outputs=[checkpoint, notice], api_visibility="private")
+    if others:
+        applied = gr.HTML(elem_id="quicksettings_result")
+        for key, info, component, button in others:
+            _wire_setting(demo, key, info, component, button, applied)
+    if checkpoint is not None:
+        checkpoint.change(switch_checkpoint, inputs=[checkpoint], outputs=[checkpoint, notice],
+                          api_visibility="private")
+        refresh_button.click(refresh, outputs=[checkpoint, notice], api_visibility="private")
+        demo.load(current, outputs=[checkpoint, notice], api_visibility="private")
     return checkpoint
