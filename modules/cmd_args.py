@@ -160,6 +160,10 @@ _UNAVAILABLE = {
 }
 
 
+# Functions that add flags to the parser: extensions' preload.py (set by webui before parsing).
+parser_extenders: list = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launch.py", description="Stable Diffusion web UI")
     for flag, kind, default, help_text in _FLAGS:
@@ -179,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute precision")
     parser.add_argument("--use-cpu", nargs="+", default=[], type=str.lower,
                         help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, ...")
+    for extend in parser_extenders:
+        extend(parser)
     return parser
 
 

@@ -66,6 +66,7 @@ class StableDiffusionProcessing:
     scripts: Any = None
     script_args: list = field(default_factory=list)
     user: str | None = None
+    is_api: bool = False
 
     # filled while the job runs
     all_prompts: list[str] = field(default_factory=list)
@@ -328,6 +329,8 @@ def schedule_steps(steps: int, sampler: sd_samplers.SamplerData) -> int:
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
     """Run a whole job: settings overrides for this job only, then every batch."""
+    if p.scripts is not None:  # extension hook: before the overrides apply
+        p.scripts.before_process(p)
     overrides = {k: v for k, v in (p.override_settings or {}).items()}
     with shared.opts.override(overrides):
         return _process_images_inner(p)
@@ -529,6 +532,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     p.all_prompts = [prompt] * count
     p.all_negative_prompts = [negative] * count
     p.seed, p.subseed = seed, subseed
+    if p.scripts is not None:  # extension hook: may rewrite p.all_prompts (wildcards)
+        p.scripts.process(p)
     enable_hr = getattr(p, "enable_hr", False)
 
     output_images, infotexts = [], []
@@ -541,11 +546,19 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             break
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
-        prompts, network_data = extra_networks.parse_prompts(p.all_prompts[batch])
-        negatives, _ = extra_networks.parse_prompts(p.all_negative_prompts[batch])
+        p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+        p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+        if p.scripts is not None:  # extension hook: the batch's prompts may still change
+            p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        prompts, network_data = extra_networks.parse_prompts(p.prompts)
+        negatives, _ = extra_networks.parse_prompts(p.negative_prompts)
         if not p.disable_extra_networks:
             extra_networks.activate(p, network_data)
-        seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+        seeds, subseeds = p.seeds, p.subseeds
+        if p.scripts is not None:  # extension hooks: after extra networks, before conditioning
+            p.scripts.after_extra_networks_activate(p, batch_number=n, prompts=p.prompts, seeds=seeds,
+                                                    subseeds=subseeds, extra_network_data=network_data)
+            p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=seeds, subseeds=subseeds)
         try:
             model = p.sd_model
             if enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
@@ -558,6 +571,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 if opts.save_images_before_highres_fix and not p.do_not_save_samples:
                     _save_batch(p, to_pil(decode_latents(model, latents)), n, batch, "-before-highres-fix")
                 state.nextjob()
+                if p.scripts is not None:  # extension hook
+                    p.scripts.before_hr(p)
                 latents, model = _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model)
         except Interrupted:
             if state.interrupted:
@@ -571,8 +586,14 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         if model.device_config.nan_check and torch.isnan(latents).any():
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
-        for i, image in enumerate(to_pil(decode_latents(model, latents, p))):
+        samples = decode_latents(model, latents, p)
+        if p.scripts is not None:  # extension hooks: postprocess_batch, postprocess_batch_list
+            kept = p.scripts.images_after_batch(p, samples, n)
+            samples = torch.stack(kept) if kept else samples[:0]
+        for i, image in enumerate(to_pil(samples)):
             p.batch_index = i
+            if p.scripts is not None:  # extension hook: postprocess_image
+                image = p.scripts.image_after_postprocess(p, image)
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
             if not p.do_not_save_samples and opts.samples_save:
@@ -591,7 +612,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             output_images.insert(0, grid)
             infotexts.insert(0, grid_text)
             index_of_first_image = 1
-    return Processed(
+    processed = Processed(
         p=p, images=output_images, seed=p.all_seeds[0], subseed=p.all_subseeds[0],
         info=infotexts[0] if infotexts else "", index_of_first_image=index_of_first_image,
         all_prompts=p.all_prompts,
@@ -599,3 +620,6 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         all_subseeds=p.all_subseeds, infotexts=infotexts, interrupted=interrupted,
         comments="\n".join(list(p.comments) + (["Interrupted: only finished images are returned"]
                                                  if interrupted else [])))
+    if p.scripts is not None:  # extension hook: may edit the result
+        p.scripts.postprocess(p, processed)
+    return processed

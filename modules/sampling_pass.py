@@ -186,13 +186,17 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     if spec.init_latent is None:
         factor, noise_keys = sd_samplers.initial_noise_multiplier(spec.sampler, sigmas, opts)
         p.extra_generation_params.update(noise_keys)
-        x = noise.first().to(device) * factor
+        first_noise = noise.first().to(device)
+        x = first_noise * factor
     else:
-        x = spec.init_latent.to(device) + noise.first().to(device) * sigmas[0] * opts.initial_noise_multiplier
+        first_noise = noise.first().to(device)
+        x = spec.init_latent.to(device) + first_noise * sigmas[0] * opts.initial_noise_multiplier
     sigmas = sigmas.to(device)
 
     guidance, used = _guidance(p, model, spec, device)
     p.record_embeddings(used)
+    if getattr(p, "scripts", None) is not None:  # extension hook, before every sampling pass
+        p.scripts.process_before_every_sampling(p, x=x, noise=first_noise, c=guidance.cond, uc=guidance.uncond)
     state.sampling_steps = len(sigmas) - 1
     segments = [(model, sigmas, guidance)]
     switch = refiner_switch_index(sigmas, schedule, spec.refiner_switch_at) if spec.refiner else None
@@ -211,6 +215,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         denoiser = CFGDenoiser(segment_model.unet, schedule, segment_model.parameterization, segment_guidance,
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
+        denoiser.total_steps = state.sampling_steps  # for the cfg_denoiser callbacks
         on_step = _progress_callback(segment_model, step_offset)
         with devices.on_device(segment_model.unet, segment_model.device_config):
             x = sd_samplers.run_sampler(spec.sampler, denoiser, x, segment_sigmas, options, noise.noise_sampler,

@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from modules import hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
-from modules.api import models
+from modules import scripts
+from modules.api import models, scripts_routes
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
 
@@ -104,21 +105,6 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
-# Built-in always-on UI scripts: their values come from the request fields, so for API requests an
-# entry naming them is accepted and changes nothing (api.md §8.5).
-BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner")
-
-
-def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> None:
-    """No selectable or extension scripts are installed yet: naming one is an error, not a silent
-    plain generation (api.md §8.5)."""
-    if script_name:
-        raise HTTPException(422, f"Script '{script_name}' not found")
-    for title in alwayson_scripts or {}:
-        if title.lower() not in BUILTIN_ALWAYSON_SCRIPTS:
-            raise HTTPException(422, f"always on script {title} not found")
-
-
 def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.StableDiffusionProcessingTxt2Img:
     """The request's `infotext` fills the fields the client did not set, and adds the settings it
     names to override_settings (api.md §8.9)."""
@@ -158,6 +144,7 @@ class Api:
         r.add_api_route("/embeddings", self.get_embeddings, methods=["GET"])
         r.add_api_route("/refresh-embeddings", self.refresh_embeddings, methods=["POST"])
         app.include_router(self.router)
+        app.include_router(scripts_routes.create_router())  # /scripts, /script-info, /extensions
         app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
         app.add_api_route("/internal/pending-tasks", self.pending_tasks, methods=["GET"])
 
@@ -170,7 +157,6 @@ class Api:
         for side in ("width", "height"):
             if not 64 <= args[side] <= 8192:
                 raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
-        validate_scripts(args["script_name"], args["alwayson_scripts"])
         overrides = validate_overrides(args["override_settings"])
         fields = {name: args[name] for name in processing.StableDiffusionProcessingTxt2Img.__dataclass_fields__
                   if name in args and name not in ("override_settings", "sampler_name", "scheduler")}
@@ -179,12 +165,13 @@ class Api:
         p.override_settings = overrides
         p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
         p.comments = args["comments"] or {}
+        scripts_routes.attach_scripts(p, False, args["script_name"], args["script_args"], args["alwayson_scripts"])
         if args["firstpass_image"]:
             from modules.api.outputs_routes import decode_base64_to_image
             p.firstpass_image = decode_base64_to_image(args["firstpass_image"])
         task_id = args["force_task_id"] or jobs.new_task_id("txt2img")
         try:
-            processed = shared.job_queue.run(lambda: processing.process_images(p), name="txt2img", task_id=task_id)
+            processed = shared.job_queue.run(lambda: scripts.process_with_scripts(p), name="txt2img", task_id=task_id)
         except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
             _raise_for(e)
         images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \

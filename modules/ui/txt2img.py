@@ -9,7 +9,8 @@ import gradio as gr
 
 from modules import hires, infotext_fields, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
 from modules.models.loader import ModelLoadError
-from modules.ui import save_outputs, styles_ui
+from modules import scripts
+from modules.ui import save_outputs, scripts_ui, styles_ui
 from modules.ui.jobs_ui import watch_job
 
 # Errors whose message tells the user what to do; anything else is a bug and shows its type too.
@@ -58,8 +59,9 @@ def make_generate(controls: dict):
             yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
             return
         p = processing.StableDiffusionProcessingTxt2Img(**fields, user=getattr(request, "username", None))
+        scripts_ui.attach(p, "txt2img", values[len(controls):])  # the values after the tab's own controls
         started = time.perf_counter()
-        watcher = watch_job(lambda: processing.process_images(p), "txt2img", progress,
+        watcher = watch_job(lambda: scripts.process_with_scripts(p), "txt2img", progress,
                             task_id=jobs.new_task_id("txt2img"))
         while True:
             try:
@@ -263,6 +265,7 @@ def create() -> dict:
                 c["override_settings"] = gr.Dropdown(label="Override settings", value=[], choices=[],
                                                      multiselect=True, visible=False,
                                                      elem_id="txt2img_override_settings")
+                script_inputs = scripts_ui.create("txt2img")
             with gr.Column():
                 gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="txt2img_gallery",
                                      buttons=["download", "fullscreen"], interactive=False)
@@ -274,10 +277,11 @@ def create() -> dict:
 
         inputs = list(c.values())
         outputs = [gallery, infotext, notes, infotexts]
+        job_inputs = inputs + script_inputs
         generate = make_generate(c)
         # our own job queue orders the work, so Gradio need not serialise these events
-        generate_button.click(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
-        c["prompt"].submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None,
+        generate_button.click(generate, inputs=job_inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
+        c["prompt"].submit(generate, inputs=job_inputs, outputs=outputs, concurrency_limit=None,
                            api_visibility="private")
         private = {"queue": False, "api_visibility": "private"}
         interrupt_button.click(lambda: shared.state.interrupt(), **private)
