@@ -67,6 +67,8 @@ class StableDiffusionProcessing:
     script_args: list = field(default_factory=list)
     user: str | None = None
     is_api: bool = False
+    main_prompt: str | None = None           # the first prompt (grid infotext); set at job start
+    main_negative_prompt: str | None = None
 
     # filled while the job runs
     all_prompts: list[str] = field(default_factory=list)
@@ -226,8 +228,9 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Version": infotext_utils.version_string() if opts.add_version_to_infotext else None,
         "User": p.user if opts.add_user_name_to_info and p.user else None,
     }
-    prompt = p.prompt if use_main_prompt else all_prompts[index]
-    negative = p.negative_prompt if use_main_prompt else all_negative_prompts[index]
+    prompt = (p.main_prompt if p.main_prompt is not None else p.prompt) if use_main_prompt else all_prompts[index]
+    negative = (p.main_negative_prompt if p.main_negative_prompt is not None else p.negative_prompt) \
+        if use_main_prompt else all_negative_prompts[index]
     return infotext_utils.build_infotext(prompt, negative, params)
 
 
@@ -365,6 +368,39 @@ def _optional_checkpoint(name, same_label) -> "sd_models.CheckpointInfo | None":
     return sd_models.find_checkpoint(name)
 
 
+def _per_image(value, count: int) -> list:
+    """A value for every image: a list (scripts may give one per image) is cycled to `count`."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise GenerationError("an empty list of prompts or seeds was given")
+        return [value[i % len(value)] for i in range(count)]
+    return None
+
+
+def _fill_job_lists(p, count: int) -> None:
+    """all_prompts / all_negative_prompts / all_seeds / all_subseeds; p.prompt, p.negative_prompt
+    and p.seed may be lists with one entry per image (extensions.md §4)."""
+    seeds = _per_image(p.seed, count)
+    if seeds is not None:
+        p.all_seeds = [rng.get_fixed_seed(s) for s in seeds]
+        subseed = rng.get_fixed_seed(p.subseed if not isinstance(p.subseed, list) else p.subseed[0])
+        p.all_subseeds = [subseed + i for i in range(count)]
+        seed = p.all_seeds[0]
+    else:
+        seed, subseed = rng.get_fixed_seed(p.seed), rng.get_fixed_seed(p.subseed)
+        p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
+    prompts = _per_image(p.prompt, count) or [p.prompt] * count
+    negatives = _per_image(p.negative_prompt, count) or [p.negative_prompt] * count
+    if len(set(prompts)) == 1 and len(set(negatives)) == 1:
+        prompt, negative = _prepare_prompts(p, prompts[0], negatives[0])
+        p.all_prompts, p.all_negative_prompts = [prompt] * count, [negative] * count
+    else:
+        pairs = [_prepare_prompts(p, a, b) for a, b in zip(prompts, negatives)]
+        p.all_prompts, p.all_negative_prompts = [a for a, _ in pairs], [b for _, b in pairs]
+    p.main_prompt, p.main_negative_prompt = p.all_prompts[0], p.all_negative_prompts[0]
+    p.seed, p.subseed = seed, subseed
+
+
 def _prepare_prompts(p, prompt: str, negative: str) -> tuple[str, str]:
     """Styles, then comments (prompt-syntax.md §1 stages 1-2)."""
     if p.styles:
@@ -404,8 +440,9 @@ def _setup_hires(p) -> None:
         if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler" else p.sampler
     p.hr_scheduler_label = p.hr_scheduler if p.hr_scheduler and p.hr_scheduler != "Use same scheduler" \
         else p.scheduler
-    hr_prompt = p.hr_prompt or p.prompt
-    hr_negative = p.hr_negative_prompt or p.negative_prompt
+    first = (lambda v: v[0] if isinstance(v, (list, tuple)) and v else v)  # scripts may give lists
+    hr_prompt = p.hr_prompt or first(p.prompt)
+    hr_negative = p.hr_negative_prompt or first(p.negative_prompt)
     p.hr_prompt_text, p.hr_negative_text = _prepare_prompts(p, hr_prompt, hr_negative)
 
     params = p.extra_generation_params
@@ -525,13 +562,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     opts = shared.opts
 
     count = p.batch_size * p.n_iter
-    seed = rng.get_fixed_seed(p.seed)
-    subseed = rng.get_fixed_seed(p.subseed)
-    p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
-    prompt, negative = _prepare_prompts(p, p.prompt, p.negative_prompt)
-    p.all_prompts = [prompt] * count
-    p.all_negative_prompts = [negative] * count
-    p.seed, p.subseed = seed, subseed
+    _fill_job_lists(p, count)
+    seed, subseed = p.seed, p.subseed
     if p.scripts is not None:  # extension hook: may rewrite p.all_prompts (wildcards)
         p.scripts.process(p)
     enable_hr = getattr(p, "enable_hr", False)
@@ -623,3 +655,14 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     if p.scripts is not None:  # extension hook: may edit the result
         p.scripts.postprocess(p, processed)
     return processed
+
+
+def get_fixed_seed(seed) -> int:
+    """A1111's name: -1 (or None, '') becomes a random seed."""
+    return rng.get_fixed_seed(seed)
+
+
+def fix_seed(p) -> None:
+    """Replace -1 seeds of `p` with random ones (scripts do this before copying p)."""
+    p.seed = get_fixed_seed(p.seed)
+    p.subseed = get_fixed_seed(p.subseed)

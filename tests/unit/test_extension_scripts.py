@@ -33,11 +33,8 @@ def loaded(webui_session, tmp_path_factory):
         yield shared
     finally:
         shared.paths = old_paths
-        script_callbacks.clear_callbacks()
-        scripts.scripts_data.clear()
-        scripts.scripts_txt2img = scripts.ScriptRunner()
-        scripts.scripts_img2img = scripts.ScriptRunner()
-        extensions.extensions.clear()
+        startup.load_extensions()  # back to the program's own scripts only
+        startup.setup_scripts_without_ui()
 
 
 def recorder():
