@@ -127,7 +127,7 @@ class Script(scripts.Script):
             cell = copy.copy(p)
             cell.override_settings = dict(p.override_settings or {})
             cell.extra_generation_params = dict(p.extra_generation_params)
-            cell.styles = list(p.styles)
+            cell.styles = list(p.styles or [])
             for key, value in args.items():
                 if key == "sd_model":
                     cell.override_settings["sd_model_checkpoint"] = value

@@ -74,7 +74,7 @@ def apply_vae(p, value, xs):
 
 
 def apply_styles(p, value, xs):
-    p.styles = list(p.styles) + [s.strip() for s in value.split(",") if s.strip()]
+    p.styles = list(p.styles or []) + [s.strip() for s in value.split(",") if s.strip()]
 
 
 def apply_uni_pc_order(p, value, xs):
@@ -344,8 +344,8 @@ def _copy_p(p):
     cell = copy.copy(p)
     cell.override_settings = dict(p.override_settings or {})
     cell.extra_generation_params = dict(p.extra_generation_params)
-    cell.styles = list(p.styles)
-    cell.comments = dict(p.comments)
+    cell.styles = list(p.styles or [])
+    cell.comments = dict(p.comments or {})
     return cell
 
 

@@ -43,6 +43,11 @@ def setup_scripts_without_ui() -> None:
 
 
 def app_started(demo, app) -> None:
+    """Step 6: extensions add routes to the app; those go before the UI's catch-all mount at /."""
     script_callbacks.app_started_callback(demo, app)
+    from starlette.routing import Mount
+    routes = app.router.routes
+    mounts = [r for r in routes if isinstance(r, Mount) and r.path in ("", "/")]
+    routes[:] = [r for r in routes if r not in mounts] + mounts
     for message in scripts.load_errors:
         errors.report(message)
