@@ -1,0 +1,59 @@
+"""The scripts area of txt2img in a real browser: an extension's always-on section with infotext
+fields, the Script dropdown running X/Y/Z plot, extension JS and CSS on the page."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from modules.tiny_models import write_tiny_checkpoint
+from tests.browser.test_ui import browser, page, set_job  # noqa: F401 - shared fixtures
+from tests.conftest import ServerProcess
+from tests.extension_helpers import install_fixture
+
+
+@pytest.fixture(scope="module")
+def ext_ui_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("extui")
+    (data / "models" / "Stable-diffusion").mkdir(parents=True)
+    write_tiny_checkpoint("sd1", data / "models" / "Stable-diffusion" / "tiny-sd1.safetensors", seed=0)
+    install_fixture(data, "hook-recorder")
+    proc = ServerProcess(data, "--api")
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
+def test_extension_js_and_css_are_on_the_page(page, ext_ui_server):  # noqa: F811
+    page.goto(ext_ui_server.url + "/")
+    expect(page.locator("#txt2img_generate")).to_be_visible(timeout=30_000)
+    page.wait_for_function("window.hookRecorderLoaded === true", timeout=15_000)
+    css = page.evaluate("Array.from(document.querySelectorAll('style')).map(s => s.textContent).join('\\n')")
+    assert ".hook-recorder-marker" in css
+
+
+def test_always_on_section_values_reach_the_job(page, ext_ui_server):  # noqa: F811
+    page.goto(ext_ui_server.url + "/")
+    set_job(page, "a kite", steps=3, size=(64, 64))
+    page.get_by_text("Hook recorder", exact=True).first.click()  # open the extension's accordion
+    page.locator("#script_txt2img_hook_recorder_enabled input").check()
+    page.locator("#script_txt2img_hook_recorder_tag textarea").fill("ui-tag")
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#txt2img_generation_info textarea")
+    expect(info).to_have_value(re.compile(r"Hook recorder: ui-tag"), timeout=60_000)
+    expect(info).to_have_value(re.compile(r"Hook recorder strength: 0.5"))
+
+
+def test_script_dropdown_runs_xyz_plot(page, ext_ui_server):  # noqa: F811
+    page.goto(ext_ui_server.url + "/")
+    set_job(page, "a boat", steps=3, size=(64, 64))
+    x_values = page.locator("#script_txt2img_xyz_plot_x_values textarea")
+    expect(x_values).to_be_hidden(timeout=30_000)  # only the chosen script's controls show
+    page.locator("#script_list input").click()
+    page.get_by_role("option", name="X/Y/Z plot").click()
+    expect(x_values).to_be_visible(timeout=10_000)
+    x_values.fill("5, 6")
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#txt2img_generation_info textarea")
+    expect(info).to_have_value(re.compile(r"Script: X/Y/Z plot, X Type: Seed, X Values: \"5, 6\""), timeout=90_000)
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
