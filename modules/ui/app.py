@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import png_info, quicksettings, txt2img
+from modules.ui import extensions_tab, png_info, quicksettings, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -15,11 +15,14 @@ with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf
 
 
 def create_ui() -> gr.Blocks:
+    extension_tabs = extensions_tab.collect_extension_tabs()  # on_ui_tabs, before the main Blocks
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
             pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            extensions_tab.render_extension_tabs(extension_tabs)
+            extensions_tab.create_tab()
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],

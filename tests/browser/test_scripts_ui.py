@@ -1,6 +1,7 @@
 """The scripts area of txt2img in a real browser: an extension's always-on section with infotext
 fields, the Script dropdown running X/Y/Z plot, extension JS and CSS on the page."""
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -57,3 +58,30 @@ def test_script_dropdown_runs_xyz_plot(page, ext_ui_server):  # noqa: F811
     info = page.locator("#txt2img_generation_info textarea")
     expect(info).to_have_value(re.compile(r"Script: X/Y/Z plot, X Type: Seed, X Values: \"5, 6\""), timeout=90_000)
     expect(page.locator("#txt2img_gallery img").first).to_be_visible()
+
+
+def test_extension_tab_from_on_ui_tabs(page, ext_ui_server):  # noqa: F811
+    page.goto(ext_ui_server.url + "/")
+    page.get_by_role("tab", name="Recorder").click()
+    expect(page.locator("#hook_recorder_notes textarea")).to_have_value("from on_ui_tabs", timeout=10_000)
+
+
+def test_extensions_tab_offline_index_then_disable_and_restart(page, ext_ui_server):  # noqa: F811
+    import requests
+    page.goto(ext_ui_server.url + "/")
+    page.get_by_role("tab", name="Extensions").click()
+    expect(page.locator("#extensions_installed_html")).to_contain_text("hook-recorder", timeout=10_000)
+    page.get_by_role("tab", name="Available").click()
+    page.locator("#extensions_load_index").click()
+    expect(page.locator("#extensions_index_html")).to_contain_text("this machine appears to be offline",
+                                                                   timeout=20_000)
+    page.get_by_role("tab", name="Installed").click()
+    page.locator("#extensions_enabled").get_by_label("hook-recorder").uncheck()
+    page.locator("#extensions_apply").click()
+    expect(page.locator("#extensions_apply_result")).to_contain_text("Restarting", timeout=10_000)
+    time.sleep(2)  # the old process is replaced
+    ext_ui_server.wait_ready(timeout=120)
+    listed = requests.get(ext_ui_server.url + "/sdapi/v1/extensions", timeout=30).json()
+    assert listed == [dict(listed[0], name="hook-recorder", enabled=False)]
+    assert requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).status_code != 200 or \
+        "calls" not in requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).text

@@ -121,3 +121,12 @@ script_callbacks.on_image_saved(_image_saved)
 script_callbacks.on_ui_settings(_ui_settings)
 script_callbacks.on_app_started(_app_started)
 script_callbacks.on_model_loaded(lambda sd_model: record("model_loaded"))
+
+
+def _ui_tabs():
+    with gr.Blocks(analytics_enabled=False) as tab:
+        gr.Textbox(label="Recorder notes", value="from on_ui_tabs", elem_id="hook_recorder_notes")
+    return [(tab, "Recorder", "hook_recorder")]
+
+
+script_callbacks.on_ui_tabs(_ui_tabs)
