@@ -49,7 +49,7 @@ def create_app(args) -> FastAPI:
         save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads
         startup.before_ui()
         demo = create_ui()
-        startup.after_ui()
+        startup.after_ui(demo)
         gr.mount_gradio_app(app, demo, path="/", auth=ui_auth, css=CSS + page_assets.extension_css(), js=JS,
                             head=page_assets.extension_head(),
                             allowed_paths=[shared.paths.outputs, save_dir, *args.gradio_allowed_path])

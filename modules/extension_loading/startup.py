@@ -15,6 +15,8 @@ def _prioritized(category: str) -> list:
 def load_extensions() -> None:
     """Step 3: import every script of the program and the enabled extensions; then their settings
     (on_ui_settings runs now, so settings extensions add exist for the API too)."""
+    from modules import extension_compat
+    extension_compat.install()  # A1111 names extensions read from shared, devices, sd_samplers ...
     script_callbacks.prioritized_names = _prioritized
     scripts.load_scripts()
     script_callbacks.ui_settings_callback()
@@ -29,9 +31,10 @@ def before_ui() -> None:
     script_callbacks.before_ui_callback()
 
 
-def after_ui() -> None:
+def after_ui(demo=None) -> None:
     from modules.extension_loading import component_hooks
     component_hooks.runners[:] = []
+    shared.demo = demo
 
 
 def setup_scripts_without_ui() -> None:

@@ -187,3 +187,18 @@ def test_elem_id_and_script_info(loaded):
     assert args[hook.args_from + 2] == "x"
     assert importlib.import_module("modules.ui_components").FormRow is not None
     assert isinstance(hook.controls[0], gr.Checkbox)
+
+
+def test_a1111_module_names_extensions_import(loaded):
+    from modules import call_queue, devices, generation_parameters_copypaste, infotext_utils, paths, \
+        paths_internal, sd_samplers, shared
+    for name in ("opts", "cmd_opts", "state", "OptionInfo", "OptionHTML", "options_section", "sd_upscalers",
+                 "latent_upscale_modes", "listfiles", "walk_files", "natural_sort_key", "models_path",
+                 "script_path", "data_path", "refresh_checkpoints", "list_checkpoint_tiles", "total_tqdm", "device"):
+        assert hasattr(shared, name), name
+    assert sd_samplers.samplers_map["euler"] == "Euler" and sd_samplers.find_sampler_config("nope") is None
+    assert devices.device is not None and devices.get_optimal_device() == devices.device
+    assert paths.extensions_dir == paths_internal.extensions_dir == os.path.join(shared.paths.data, "extensions")
+    assert infotext_utils.unquote('"a, b"') == "a, b"
+    assert generation_parameters_copypaste.parse_generation_parameters("x\nSteps: 3, Size: 64x64")["Steps"] == "3"
+    assert call_queue.wrap_queued_call(lambda a: a + 1)(1) == 2
