@@ -200,5 +200,5 @@ def test_a1111_module_names_extensions_import(loaded):
     assert devices.device is not None and devices.get_optimal_device() == devices.device
     assert paths.extensions_dir == paths_internal.extensions_dir == os.path.join(shared.paths.data, "extensions")
     assert infotext_utils.unquote('"a, b"') == "a, b"
-    assert generation_parameters_copypaste.parse_generation_parameters("x\nSteps: 3, Size: 64x64")["Steps"] == "3"
+    assert generation_parameters_copypaste.parse_generation_parameters("x\nSteps: 3, Sampler: Euler, Size: 64x64")["Steps"] == "3"
     assert call_queue.wrap_queued_call(lambda a: a + 1)(1) == 2
