@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 
-from modules.ui import extensions_tab, png_info, quicksettings, txt2img
+from modules.ui import extensions_tab, png_info, quicksettings, scripts_ui, txt2img
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -27,4 +27,5 @@ def create_ui() -> gr.Blocks:
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
             show_progress="hidden", api_visibility="private")
+        scripts_ui.connect_paste(pnginfo["send_buttons"]["txt2img"], pnginfo["generation_info"], "txt2img")
     return demo

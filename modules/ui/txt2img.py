@@ -291,8 +291,9 @@ def create() -> dict:
             box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
                        trigger_mode="always_last", **private)
         names = list(c)
-        paste_button.click(lambda text: paste_parameters(text, names), inputs=[c["prompt"]], outputs=inputs,
-                           **private)
+        # one event for the tab's and the scripts' fields: a second one would read the rewritten prompt box
+        paste_button.click(lambda text: [*paste_parameters(text, names), *scripts_ui.paste_values("txt2img", text)],
+                           inputs=[c["prompt"]], outputs=inputs + scripts_ui.paste_outputs("txt2img"), **private)
         random_seed.click(lambda: -1, outputs=[c["seed"]], **private)
         reuse_seed.click(_last_seed, inputs=[infotext], outputs=[c["seed"]], **private)
     return {"controls": c, "paste": lambda text: values_from_infotext(text, names)}

@@ -60,6 +60,22 @@ def test_script_dropdown_runs_xyz_plot(page, ext_ui_server):  # noqa: F811
     expect(page.locator("#txt2img_gallery img").first).to_be_visible()
 
 
+def test_read_parameters_fills_the_scripts_infotext_fields(page, ext_ui_server):  # noqa: F811
+    page.goto(ext_ui_server.url + "/")
+    page.locator("#txt2img_prompt textarea").fill(
+        "a kite\nSteps: 4, Sampler: Euler, Seed: 9, Size: 64x64, Hook recorder: pasted, Hook recorder strength: 0.8")
+    page.get_by_text("Hook recorder", exact=True).first.click()
+    page.locator("#txt2img_paste").click()
+    try:
+        expect(page.locator("#script_txt2img_hook_recorder_tag textarea")).to_have_value("pasted", timeout=10_000)
+    except AssertionError:
+        print(ext_ui_server.output()[-4000:])
+        raise
+    expect(page.locator("#script_txt2img_hook_recorder_strength input[type=number]")).to_have_value("0.8")
+    expect(page.locator("#script_txt2img_hook_recorder_enabled input")).to_be_checked()
+    expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("4")
+
+
 def test_extension_tab_from_on_ui_tabs(page, ext_ui_server):  # noqa: F811
     page.goto(ext_ui_server.url + "/")
     page.get_by_role("tab", name="Recorder").click()
