@@ -12,7 +12,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from modules import auth, cmd_args, sd_models, sd_vae  # noqa: E402
-from modules.api import outputs_routes  # noqa: E402
+from modules.api import controlnet_routes, img2img_route, merge_routes, outputs_routes, train_routes  # noqa: E402
 from modules.api.api import Api, install_error_handlers  # noqa: E402
 from modules.shared_options import freeze_from_flags  # noqa: E402
 
@@ -38,6 +38,10 @@ def create_app(args) -> FastAPI:
     if args.api or args.nowebui:
         Api(app)
         app.include_router(outputs_routes.create_router())
+        app.include_router(img2img_route.create_router())
+        app.include_router(train_routes.create_router())
+        app.include_router(merge_routes.create_router())
+    app.include_router(controlnet_routes.create_router())  # the extension's routes exist without --api too
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
     from modules.extension_loading import page_assets, startup

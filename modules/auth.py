@@ -57,7 +57,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(("/sdapi/", "/internal/", "/docs", "/redoc", "/openapi.json"))
+    return path.startswith(("/sdapi/", "/internal/", "/controlnet/", "/docs", "/redoc", "/openapi.json"))
 
 
 class ApiAuthMiddleware(BaseHTTPMiddleware):

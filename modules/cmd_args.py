@@ -183,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute precision")
     parser.add_argument("--use-cpu", nargs="+", default=[], type=str.lower,
                         help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, ...")
+    # the ControlNet extension's flags (built in here, controlnet.md §6)
+    parser.add_argument("--controlnet-dir", default=None, help="extra folder of ControlNet models")
+    parser.add_argument("--controlnet-annotator-models-path", default=None,
+                        help="folder of ControlNet preprocessor weights")
+    parser.add_argument("--no-half-controlnet", action="store_true", default=False,
+                        help="keep ControlNet models in float32")
+    parser.add_argument("--controlnet-preprocessor-cache-size", type=int, default=16,
+                        help="preprocessor results kept in memory")
+    parser.add_argument("--controlnet-loglevel", default="INFO", help="ControlNet log level (accepted)")
     for extend in parser_extenders:
         extend(parser)
     return parser

@@ -332,3 +332,9 @@ def token_count(model, text: str, steps: int = 20, is_negative: bool = False) ->
                                 open_clip=open_clip)[1]
                 for variant in variants)
     return count, CHUNK_TOKENS * max(1, math.ceil(count / CHUNK_TOKENS))
+
+
+def encode_with_grad(model, texts: list[str], **kwargs):
+    """encode() with autograd on: embedding training needs gradients to reach the vectors it
+    injects (the text encoder's own weights stay frozen)."""
+    return encode.__wrapped__(model, texts, **kwargs)

@@ -25,6 +25,10 @@ class Guidance:
     s_min_uncond: float = 0.0                  # NGMS: below this sigma skip the unconditional pass
     s_min_uncond_all: bool = False             # ... on every evaluation, not every second one
     batch_cond_uncond: bool = True             # off: separate UNet calls, less memory
+    # instruct-pix2pix: image guidance i (prompt-syntax.md §13); None or 1 = ordinary CFG
+    image_cfg_scale: float | None = None
+    # extra UNet inputs per call (ControlNet residuals): control(x_in, t, context, added, n_cond) -> kwargs
+    control: object = None
 
 
 def _split(c):
@@ -79,6 +83,9 @@ class CFGDenoiser:
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.skipped_uncond = False  # NGMS happened (infotext)
+        # inpainting (generation.md §7.4 step 6): (z0, mask, nmask) — every prediction keeps z0
+        # where mask is 1
+        self.mask_blend = None
         # the active conds only change when the counter passes a schedule boundary: reuse them till then
         ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
         ends |= {entry.end_at_step for schedule in guidance.uncond for entry in schedule}
@@ -87,20 +94,23 @@ class CFGDenoiser:
         self.dtype = next(unet.parameters()).dtype
         self.total_steps = 0  # the pass's step count, for the cfg_denoiser callbacks
 
-    def _unet(self, x_in, t, context, vector, time_ids, image_cond):
-        if image_cond is not None:
-            x_in = torch.cat([x_in, image_cond], dim=1)
+    def _unet(self, x_in, t, context, vector, time_ids, image_cond, n_cond):
         added = None
         if vector is not None:
             added = {"text_embeds": vector.to(self.dtype), "time_ids": time_ids.to(self.dtype)}
+        extra = {}
+        if self.guidance.control is not None:  # rows [:n_cond] are prompt rows, the rest negative
+            extra = self.guidance.control(x_in, t, context, added, n_cond)
+        if image_cond is not None:
+            x_in = torch.cat([x_in, image_cond], dim=1)
         out = self.unet(x_in.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype),
-                        added_cond_kwargs=added, return_dict=False)[0]
+                        added_cond_kwargs=added, return_dict=False, **extra)[0]
         return out.float()
 
-    def _denoise(self, x, sigma, context, vector, time_ids, image_cond):
+    def _denoise(self, x, sigma, context, vector, time_ids, image_cond, n_cond):
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
         t = self.schedule.sigma_to_t(sigma)
-        out = self._unet(x * c_in[:, None, None, None], t, context, vector, time_ids, image_cond)
+        out = self._unet(x * c_in[:, None, None, None], t, context, vector, time_ids, image_cond, n_cond)
         s = sigma[:, None, None, None]
         if self.parameterization == "v":
             return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
@@ -131,16 +141,18 @@ class CFGDenoiser:
         x_rows, sigma_rows = a.per_row(x), a.per_row(sigma)
         if skip_uncond:
             self.skipped_uncond = True
-            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image)
+            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image,
+                                   a.n_rows)
             # each image's first sub-prompt stands in for its unconditional prediction
             d_uncond = torch.stack([d_cond[conds[0][0]] for conds in a.conds_list])
         elif a.cond_ctx.shape[1] == a.uncond_ctx.shape[1] and g.batch_cond_uncond:
-            denoised = self._denoise(torch.cat([x_rows, x]), torch.cat([sigma_rows, sigma]), *a.joint(g))
+            denoised = self._denoise(torch.cat([x_rows, x]), torch.cat([sigma_rows, sigma]), *a.joint(g), a.n_rows)
             d_cond, d_uncond = denoised[:a.n_rows], denoised[a.n_rows:]
         else:
             # prompt and negative in different chunk counts (or batching is off): two UNet calls
-            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image)
-            d_uncond = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids, g.image_cond)
+            d_cond = self._denoise(x_rows, sigma_rows, a.cond_ctx, a.cond_vec, a.cond_time_ids, a.cond_image,
+                                   a.n_rows)
+            d_uncond = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids, g.image_cond, 0)
 
         return self._combine(a, d_cond, d_uncond)
 
@@ -148,12 +160,21 @@ class CFGDenoiser:
         g = self.guidance
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
-        if a.plain:
-            return d_uncond + (d_cond - d_uncond) * scale
-        result = d_uncond.clone()
-        for i, conds in enumerate(a.conds_list):
-            for row, weight in conds:
-                result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+        if g.image_cfg_scale is not None and g.image_cfg_scale != 1 and not skip_uncond:
+            # a third pass without the image: D_u + s·(D_c − D_img) + i·(D_img − D_u)
+            d_plain = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids,
+                                    torch.zeros_like(g.image_cond), 0)
+            result = d_plain + (d_cond - d_uncond) * scale + (d_uncond - d_plain) * g.image_cfg_scale
+        elif a.plain:
+            result = d_uncond + (d_cond - d_uncond) * scale
+        else:
+            result = d_uncond.clone()
+            for i, conds in enumerate(a.conds_list):
+                for row, weight in conds:
+                    result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
+        if self.mask_blend is not None:
+            z0, mask, nmask = self.mask_blend
+            result = result * nmask + z0 * mask
         return result
 
     def _call_with_callbacks(self, x, sigma, a: _ActiveConds):

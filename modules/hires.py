@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from modules import upscaling
+
 # name -> (torch interpolation mode, antialias)
 LATENT_UPSCALE_MODES = {
     "Latent": ("bilinear", False),
@@ -14,21 +16,26 @@ LATENT_UPSCALE_MODES = {
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
 
-# pixel-space upscalers built in; model upscalers (ESRGAN, ...) arrive with the extras tab
-IMAGE_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+UnknownUpscaler = upscaling.UnknownUpscaler
+UpscalerUnavailable = upscaling.UpscalerUnavailable
 
 
-class UnknownUpscaler(ValueError):
-    pass
+def upscaler_choices() -> list[str]:
+    """The hires Upscaler list: the latent modes, then every name of the upscaler registry."""
+    return [*LATENT_UPSCALE_MODES, *upscaling.upscaler_names()]
 
 
 def check_upscaler(name: str | None) -> str:
-    """The upscaler to use (None means Latent); unknown names are an error listing the valid ones."""
+    """The upscaler to use (None means Latent); unknown names are an error listing the valid ones,
+    a model upscaler whose weights are absent says which file to put where."""
     name = name or "Latent"
-    if name in LATENT_UPSCALE_MODES or name in IMAGE_UPSCALERS or name == "None":
+    if name in LATENT_UPSCALE_MODES:
         return name
-    valid = ", ".join([*LATENT_UPSCALE_MODES, "None", *IMAGE_UPSCALERS])
-    raise UnknownUpscaler(f"Upscaler '{name}' not found; valid names: {valid}")
+    try:
+        upscaling.require_available(upscaling.find_upscaler(name))
+    except upscaling.UnknownUpscaler:
+        raise UnknownUpscaler(f"Upscaler '{name}' not found; valid names: {', '.join(upscaler_choices())}") from None
+    return name
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,5 @@ def upscale_latents(latents: torch.Tensor, mode_name: str, width: int, height: i
 
 
 def upscale_image(image: Image.Image, upscaler: str, width: int, height: int) -> Image.Image:
-    if upscaler == "None":
-        return image.resize((width, height), Image.Resampling.LANCZOS) if image.size != (width, height) else image
-    return image.resize((width, height), IMAGE_UPSCALERS[upscaler])
+    """A pixel or model upscaler from the registry, then Lanczos to exactly width×height."""
+    return upscaling.upscale_to(image, width, height, upscaler)

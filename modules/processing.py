@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import (devices, extra_networks, hires, images, infotext_utils, rng, sd_models, sd_samplers,
-                     sd_vae, shared, styles)
+from modules import (devices, extra_networks, face_restoration, hires, images, infotext_utils, rng, sd_models,
+                     sd_samplers, sd_vae, shared, styles)
 from modules import sampling_pass
+from modules.controlnet import job as controlnet_job
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
@@ -69,6 +70,7 @@ class StableDiffusionProcessing:
     is_api: bool = False
     main_prompt: str | None = None           # the first prompt (grid infotext); set at job start
     main_negative_prompt: str | None = None
+    controlnet_units: list = field(default_factory=list)  # modules.controlnet.units.ControlNetUnit
 
     # filled while the job runs
     all_prompts: list[str] = field(default_factory=list)
@@ -129,6 +131,70 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
 
 @dataclass
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """img2img and inpainting (generation.md §7); the preparation lives in modules/img2img/."""
+    denoising_strength: float | None = 0.75
+    init_images: list = field(default_factory=list)   # PIL images
+    resize_mode: int = 0
+    image_cfg_scale: float | None = None
+    mask: Any = None                                  # PIL image, white = repaint
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None                      # sets both when given
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: Any = None
+    force_task_id: str | None = None
+
+    # filled while the job runs
+    image_mask: Any = None
+    init_latent: Any = None
+    nmask: Any = None
+    image_conditioning: Any = None
+    overlay_images: list = field(default_factory=list)
+    paste_to: tuple | None = None
+    color_corrections: list | None = None
+
+    is_txt2img = False
+    outdir_setting = "outdir_img2img_samples"
+
+    def __post_init__(self):
+        if self.mask_blur is not None:
+            self.mask_blur_x = self.mask_blur_y = self.mask_blur
+        self.image_mask = self.mask
+
+    def fit_batch_size(self) -> None:
+        """One init image serves the whole batch; k ≤ batch_size images make a batch of k
+        (api.md §8.2)."""
+        if not self.init_images:
+            raise GenerationError("img2img needs an init image")
+        if len(self.init_images) > 1:
+            if len(self.init_images) > self.batch_size:
+                raise GenerationError(f"bad number of images passed: {len(self.init_images)} init images "
+                                      f"for a batch size of {self.batch_size}")
+            self.batch_size = len(self.init_images)
+
+    def init(self, all_prompts, all_seeds, all_subseeds) -> None:
+        """Prepare init latent, masks and conditioning once for the job (A1111's order)."""
+        from modules.img2img import job
+        job.init(self, all_seeds)
+
+    def sample(self, model, prompts, negatives, seeds, subseeds):
+        """One batch: the img2img pass from the init latent."""
+        from modules.img2img import job
+        return job.sample(self, model, prompts, negatives, seeds, subseeds)
+
+    def finish_image(self, image, index: int):
+        """Colour correction and the overlay, after decoding (and after face restoration)."""
+        from modules.img2img import job
+        return job.finish_image(self, image, index)
+
+
+@dataclass
 class Processed:
     p: StableDiffusionProcessing
     images: list
@@ -172,7 +238,7 @@ class Processed:
             "steps": p.steps,
             "batch_size": p.batch_size,
             "restore_faces": bool(p.restore_faces),
-            "face_restoration_model": None,
+            "face_restoration_model": getattr(p, "face_restorer", None),
             "sd_model_name": p.sd_model_name,
             "sd_model_hash": p.sd_model_hash,
             "sd_vae_name": vae_name,
@@ -210,6 +276,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Sampler": p.sampler_name,
         "Schedule type": p.scheduler or "Automatic",  # the resolved label comes in extra params
         "CFG scale": p.cfg_scale,
+        "Image CFG scale": getattr(p, "image_cfg_scale", None) if getattr(model, "is_pix2pix", False) else None,
         "Seed": all_seeds[index] if all_seeds else p.seed,
         "Size": f"{p.width}x{p.height}",
         "Model hash": p.sd_model_hash if opts.add_model_hash_to_info else None,
@@ -242,6 +309,8 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append("batch size and batch count must be at least 1")
     if p.width < 8 or p.height < 8:
         problems.append("width and height must be at least 8")
+    if not p.is_txt2img and not p.init_images:
+        problems.append("img2img needs an init image")
     if not 0 <= (p.subseed_strength or 0) <= 1:
         problems.append(f"variation strength must be between 0 and 1, got {p.subseed_strength}")
     uses_denoising = not p.is_txt2img or getattr(p, "enable_hr", False)
@@ -249,14 +318,20 @@ def _validate(p: StableDiffusionProcessing) -> None:
         problems.append(f"denoising strength must be between 0 and 1, got {p.denoising_strength}")
     if getattr(p, "enable_hr", False) and (p.hr_second_pass_steps or 0) < 0:
         problems.append(f"hires steps cannot be negative, got {p.hr_second_pass_steps}")
-    restore_faces = shared.opts.face_restoration if p.restore_faces is None else p.restore_faces
-    if restore_faces:
-        # a job that silently skipped it would look like a failed restoration
-        problems.append("face restoration is not available in this version yet (no face restoration "
-                        "model is installed); turn off restore_faces / the 'Face restoration' setting (in the UI: "
-                        "remove it from Override settings)")
+    restorer = _face_restorer(p)
+    if restorer:
+        problem = face_restoration.generation_problem(restorer)
+        if problem:  # a job that silently skipped it would look like a failed restoration
+            problems.append(f"{problem}; or turn off restore_faces / the 'Face restoration' setting (in the UI: "
+                            "remove it from Override settings)")
     if problems:
         raise GenerationError("; ".join(problems))
+
+
+def _face_restorer(p) -> str | None:
+    """The face restorer this job runs (restore_faces, else the face_restoration setting), or None."""
+    wanted = shared.opts.face_restoration if p.restore_faces is None else p.restore_faces
+    return shared.opts.face_restoration_model if wanted else None
 
 
 class VaeNaNError(GenerationError):
@@ -343,6 +418,9 @@ def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
     _validate(p)
     state = shared.state
     opts = shared.opts
+    p.face_restorer = _face_restorer(p)
+    if p.face_restorer:
+        p.extra_generation_params["Face restoration"] = p.face_restorer
     p.width, p.height = p.width - p.width % 8, p.height - p.height % 8
     p.sd_model = shared.model_holder.ensure_for_job()
     base = p.sd_model
@@ -428,7 +506,7 @@ def _setup_hires(p) -> None:
         p.denoising_strength = 0.7  # the UI default; A1111 fails on null here (api.md §8.7)
     try:
         p.hr_upscaler = hires.check_upscaler(p.hr_upscaler)
-    except hires.UnknownUpscaler as e:
+    except (hires.UnknownUpscaler, hires.UpscalerUnavailable) as e:
         raise GenerationError(str(e)) from None
     p.hr_target = hires.hires_target(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
     if not 8 <= min(p.hr_target.width, p.hr_target.height) <= max(p.hr_target.width, p.hr_target.height) \
@@ -561,12 +639,17 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     state = shared.state
     opts = shared.opts
 
+    if not p.is_txt2img:
+        p.fit_batch_size()
     count = p.batch_size * p.n_iter
     _fill_job_lists(p, count)
     seed, subseed = p.seed, p.subseed
     if p.scripts is not None:  # extension hook: may rewrite p.all_prompts (wildcards)
         p.scripts.process(p)
     enable_hr = getattr(p, "enable_hr", False)
+    if not p.is_txt2img:
+        p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
+    p.controlnet_hook = controlnet_job.prepare(p, p.controlnet_units) if p.controlnet_units else None
 
     output_images, infotexts = [], []
     state.job_count = p.n_iter * (2 if enable_hr else 1)  # the hires pass counts as a job of its own
@@ -593,7 +676,9 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=seeds, subseeds=subseeds)
         try:
             model = p.sd_model
-            if enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
+            if not p.is_txt2img:
+                latents = p.sample(model, prompts, negatives, seeds, subseeds)
+            elif enable_hr and p.firstpass_image is not None:  # no first pass: start from the given image
                 first = p.firstpass_image.convert("RGB").resize((p.width, p.height), Image.Resampling.LANCZOS)
                 latents = encode_images(model, [first] * len(seeds), seeds)
             else:
@@ -624,10 +709,17 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             samples = torch.stack(kept) if kept else samples[:0]
         for i, image in enumerate(to_pil(samples)):
             p.batch_index = i
-            if p.scripts is not None:  # extension hook: postprocess_image
-                image = p.scripts.image_after_postprocess(p, image)
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
+            if p.face_restorer:  # per image, before saving (extras.md §3.4)
+                if opts.save_images_before_face_restoration and not p.do_not_save_samples:
+                    _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i],
+                              "-before-face-restoration")
+                image = face_restoration.restore_faces(image, p.face_restorer, opts.code_former_weight)
+            if p.scripts is not None:  # extension hook: postprocess_image (after face restoration)
+                image = p.scripts.image_after_postprocess(p, image)
+            if not p.is_txt2img:  # colour correction and the overlay, after face restoration (A1111's order)
+                image = p.finish_image(image, i)
             if not p.do_not_save_samples and opts.samples_save:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)
@@ -644,6 +736,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             output_images.insert(0, grid)
             infotexts.insert(0, grid_text)
             index_of_first_image = 1
+    output_images += controlnet_job.detected_maps(p)  # after the generated images (controlnet.md §5)
     processed = Processed(
         p=p, images=output_images, seed=p.all_seeds[0], subseed=p.all_subseeds[0],
         info=infotexts[0] if infotexts else "", index_of_first_image=index_of_first_image,

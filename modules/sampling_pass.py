@@ -34,6 +34,13 @@ class PassSpec:
     refiner: object = None          # CheckpointInfo of the refiner, or None
     refiner_switch_at: float = 1.0
     image_cond: torch.Tensor | None = None  # inpainting UNets: instead of the txt2img dummy (§7.6)
+    # img2img (generation.md §7.3, §7.4): the step rule (hires always runs exactly `steps`), the
+    # noise multiplier (None: the setting), the latent masks (1 = keep the init latent / regenerate)
+    fix_steps: bool = True
+    noise_multiplier: float | None = None
+    mask: torch.Tensor | None = None
+    nmask: torch.Tensor | None = None
+    image_cfg_scale: float | None = None  # instruct-pix2pix models
 
 
 class _JobEncoder:
@@ -113,14 +120,17 @@ def masked_image_cond(model, images: torch.Tensor, mask_weight: float) -> torch.
 
 
 def _image_cond(model, spec: PassSpec, batch: int, device):
-    if not model.is_inpainting:
+    pix2pix = getattr(model, "is_pix2pix", False)
+    if not model.is_inpainting and not pix2pix:
         return None
     if spec.image_cond is not None:
         return spec.image_cond.to(device)
+    if pix2pix:  # txt2img on an instruct-pix2pix model: no image to follow
+        return torch.zeros(batch, opt_C, spec.height // opt_f, spec.width // opt_f, device=device)
     return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
-def _guidance(p, model, spec: PassSpec, device):
+def _guidance(p, model, spec: PassSpec, device, control=None):
     cond, uncond, used = get_conds(model, spec.prompts, spec.negatives, spec.cond_steps, spec.hires_steps,
                                    spec.width, spec.height)
     batch = len(spec.prompts)
@@ -135,7 +145,9 @@ def _guidance(p, model, spec: PassSpec, device):
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
         image_cond=_image_cond(model, spec, batch, device),
         s_min_uncond=p.s_min_uncond if p.s_min_uncond is not None else opts.s_min_uncond,
-        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond)
+        s_min_uncond_all=opts.s_min_uncond_all, batch_cond_uncond=opts.batch_cond_uncond,
+        image_cfg_scale=spec.image_cfg_scale if getattr(model, "is_pix2pix", False) else None,
+        control=control)
     return guidance, used
 
 
@@ -143,7 +155,7 @@ def pass_sigmas(spec: PassSpec, schedule: DiscreteSchedule, model, p) -> torch.T
     """The sigmas this pass runs, recording the schedule's infotext keys on p."""
     opts = shared.opts
     total = spec.steps
-    if spec.init_latent is not None:  # run exactly `steps` of a longer schedule (§5 step 5)
+    if spec.init_latent is not None and spec.fix_steps:  # run exactly `steps` of a longer schedule (§5 step 5)
         total = int(spec.steps / min(spec.denoising_strength, 0.999))
     sigmas, keys = sd_samplers.compute_sampler_sigmas(spec.sampler, spec.scheduler or "Automatic", total,
                                                       schedule, opts, model.is_sdxl)
@@ -151,8 +163,11 @@ def pass_sigmas(spec: PassSpec, schedule: DiscreteSchedule, model, p) -> torch.T
         p.extra_generation_params.update(keys)
     elif keys.get("Schedule type") != p.extra_generation_params.get("Schedule type"):
         p.extra_generation_params["Hires schedule type"] = keys.get("Schedule type")
-    if spec.init_latent is not None:
+    if spec.init_latent is not None and spec.fix_steps:
         sigmas = sigmas[-(spec.steps + 1):]
+    elif spec.init_latent is not None:  # img2img: the last t_enc + 1 steps of `steps` (§7.3)
+        t_enc = int(min(spec.denoising_strength, 0.999) * spec.steps)
+        sigmas = sigmas[spec.steps - t_enc - 1:]
     return sigmas
 
 
@@ -189,11 +204,22 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         first_noise = noise.first().to(device)
         x = first_noise * factor
     else:
-        first_noise = noise.first().to(device)
-        x = spec.init_latent.to(device) + first_noise * sigmas[0] * opts.initial_noise_multiplier
+        multiplier = opts.initial_noise_multiplier if spec.noise_multiplier is None else spec.noise_multiplier
+        start_noise = noise.first().to(device)
+        x = spec.init_latent.to(device) + start_noise * sigmas[0] * multiplier
+        if opts.img2img_extra_noise > 0:  # §7.3: not scaled by σ
+            p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
+            x = x + start_noise * multiplier * opts.img2img_extra_noise
+        first_noise = start_noise
     sigmas = sigmas.to(device)
+    blend = None
+    if spec.mask is not None:
+        blend = (spec.init_latent.to(device), spec.mask.to(device), spec.nmask.to(device))
 
-    guidance, used = _guidance(p, model, spec, device)
+    control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
+    if control is not None:
+        control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
+    guidance, used = _guidance(p, model, spec, device, control)
     p.record_embeddings(used)
     if getattr(p, "scripts", None) is not None:  # extension hook, before every sampling pass
         p.scripts.process_before_every_sampling(p, x=x, noise=first_noise, c=guidance.cond, uc=guidance.uncond)
@@ -215,8 +241,9 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         denoiser = CFGDenoiser(segment_model.unet, schedule, segment_model.parameterization, segment_guidance,
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
+        denoiser.mask_blend = blend
+        on_step = _progress_callback(segment_model, step_offset, control)
         denoiser.total_steps = state.sampling_steps  # for the cfg_denoiser callbacks
-        on_step = _progress_callback(segment_model, step_offset)
         with devices.on_device(segment_model.unet, segment_model.device_config):
             x = sd_samplers.run_sampler(spec.sampler, denoiser, x, segment_sigmas, options, noise.noise_sampler,
                                         seeds, callback=on_step, schedule=schedule,
@@ -227,15 +254,19 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
                 p.extra_generation_params["NGMS all steps"] = "True"
         step_offset += len(segment_sigmas) - 1
         counter = denoiser.step
+    if blend is not None:  # the final latent once more (§7.4 step 6)
+        x = x * blend[2] + blend[0] * blend[1]
     return x
 
 
-def _progress_callback(model, offset: int):
+def _progress_callback(model, offset: int, control=None):
     state = shared.state
     opts = shared.opts
     every = opts.show_progress_every_n_steps
 
     def on_step(info):
+        if control is not None:
+            control.step_done(offset + info["i"])
         state.sampling_step = offset + info["i"] + 1
         state.current_latent = info["denoised"]
         # rendered here, on the worker, not by the reader: torch work on a second thread slows every

@@ -200,6 +200,7 @@ class SdModel:
         self.is_sd2 = loaded.family.startswith("sd2")
         self.is_sd1 = loaded.family.startswith("sd1")
         self.is_inpainting = loaded.is_inpainting
+        self.is_pix2pix = loaded.is_pix2pix
         self.device_config = device_config
         self.base_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in self.vae.state_dict().items()}
         self.loaded_vae_file: str | None = None

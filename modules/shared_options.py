@@ -28,6 +28,9 @@ def register_builtin_options(opts: Options) -> None:
         opts.add_option(key, OptionInfo(
             default=default, label=label, section=(section_id, section_label),
             infotext=infotext, restrict_api=key in API_RESTRICTED, validate=VALIDATORS.get(key)))
+    from modules.controlnet import options as controlnet_options  # plain data, no model code
+    for key, (default, label) in controlnet_options.SETTINGS.items():
+        opts.add_option(key, OptionInfo(default=default, label=label, section=controlnet_options.SECTION))
 
 
 def freeze_from_flags(opts: Options, cmd_opts) -> None:

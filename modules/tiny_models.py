@@ -29,9 +29,11 @@ from modules.models.loader import (
 TINY_FAMILIES = {
     "sd1": ("sd1", False),
     "sd1-inpaint": ("sd1-inpaint", False),
+    "sd1-pix2pix": ("sd1-pix2pix", False),
     "sd2": ("sd2", False),
     "sd2-v": ("sd2", True),
     "sdxl": ("sdxl", False),
+    "sdxl-inpaint": ("sdxl-inpaint", False),
     "sdxl-refiner": ("sdxl-refiner", False),
 }
 
@@ -77,13 +79,13 @@ def _text_encoder(hidden: int) -> dict:
 def tiny_overrides(family: str) -> dict[str, dict]:
     """The ``sdwebui_architecture`` overrides of a tiny model of ``family`` (a TINY_FAMILIES key)."""
     base = TINY_FAMILIES[family][0]
-    if base in ("sd1", "sd1-inpaint"):
+    if base in ("sd1", "sd1-inpaint", "sd1-pix2pix"):
         unet = {**_TINY_UNET, **_SD_BLOCKS, "attention_head_dim": 2, "cross_attention_dim": 32}
         return {"unet": unet, "vae": dict(_TINY_VAE), "text_encoder": _text_encoder(32)}
     if base == "sd2":
         unet = {**_TINY_UNET, **_SD_BLOCKS, "attention_head_dim": [2, 4], "cross_attention_dim": 32}
         return {"unet": unet, "vae": dict(_TINY_VAE), "text_encoder": _text_encoder(32)}
-    if base == "sdxl":
+    if base in ("sdxl", "sdxl-inpaint"):
         # encoders of hidden size 32 and 48 (must differ: the loader tells them apart by width)
         unet = {**_TINY_UNET, **_XL_BLOCKS, "cross_attention_dim": 32 + 48, "projection_class_embeddings_input_dim": 6 * 8 + 48}
         return {"unet": unet, "vae": dict(_TINY_VAE), "text_encoder": _text_encoder(32), "text_encoder_2": _text_encoder(48)}
@@ -120,9 +122,9 @@ def build_tiny_models(family: str, seed: int = 0) -> dict:
 def _layout_extras(base: str, encoders: list, seed: int) -> dict[str, torch.Tensor]:
     """Tensors real A1111 files carry that the loader must tolerate and ignore."""
     extras = {}
-    if base in ("sd1", "sd1-inpaint"):
+    if base in ("sd1", "sd1-inpaint", "sd1-pix2pix"):
         extras["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
-    if base == "sdxl":
+    if base in ("sdxl", "sdxl-inpaint"):
         extras["conditioner.embedders.0.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
     if base == "sd2":
         # SD2 files keep OpenCLIP's projection even though SD only uses the hidden states.

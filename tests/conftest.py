@@ -34,7 +34,7 @@ def _loopback_only(self, address):
 
 socket.socket.connect = _loopback_only
 
-FAMILIES = ("sd1", "sd1-inpaint", "sd2-v", "sdxl", "sdxl-refiner")
+FAMILIES = ("sd1", "sd1-inpaint", "sd1-pix2pix", "sd2-v", "sdxl", "sdxl-inpaint", "sdxl-refiner")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The A1111-compatible REST API under /sdapi/v1 (api.md). Every model job goes through the queue."""
 import base64
 import io
+import itertools
 import json
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -8,9 +9,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from modules import hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae, shared
+from modules import (face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers, sd_vae,
+                     shared, upscaling)
 from modules import scripts
 from modules.api import models, scripts_routes
+from modules.controlnet import job as controlnet_job
+from modules.controlnet import units as controlnet_units_module
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
 
@@ -20,8 +24,12 @@ _CLIENT_ERRORS = (
     (sd_models.CheckpointNotFound, 422),
     (OptionError, 422),
     (processing.GenerationError, 422),
+    (controlnet_job.ControlNetError, 422),
     (sd_models.NoModelError, 503),
     (ModelLoadError, 500),
+    (upscaling.UnknownUpscaler, 422),
+    (upscaling.UpscalerUnavailable, 503),
+    (face_restoration.FaceRestorationUnavailable, 503),
 )
 
 SECRET_FLAGS = ("api_auth", "gradio_auth", "ngrok", "tls_keyfile")
@@ -105,7 +113,22 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
-def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.StableDiffusionProcessingTxt2Img:
+def controlnet_units(alwayson_scripts: dict | None) -> list:
+    """`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` (title case-insensitive) -> units,
+    checked before the job so that a bad unit is a 422 naming it (controlnet.md §2.3)."""
+    entry = next((v for k, v in (alwayson_scripts or {}).items() if k.lower() == "controlnet"), None)
+    if entry is None:
+        return []
+    args = entry.get("args", []) if isinstance(entry, dict) else entry
+    try:
+        parsed = controlnet_units_module.units_from_args(args, int(shared.opts.control_net_unit_count))
+        controlnet_job.check_units(parsed)
+    except (controlnet_units_module.UnitError, controlnet_job.ControlNetError) as e:
+        raise HTTPException(422, str(e)) from None
+    return parsed
+
+
+def apply_infotext(req: models._ProcessingRequest) -> models._ProcessingRequest:
     """The request's `infotext` fills the fields the client did not set, and adds the settings it
     names to override_settings (api.md §8.9)."""
     from pydantic import ValidationError
@@ -117,9 +140,52 @@ def apply_infotext(req: models.StableDiffusionProcessingTxt2Img) -> models.Stabl
     try:
         overrides = infotext_fields.settings_overrides(params, shared.opts, req.override_settings or {})
         filled["override_settings"] = {**overrides, **(req.override_settings or {})}
-        return models.StableDiffusionProcessingTxt2Img(**filled)
+        return type(req)(**filled)
     except (ValidationError, OptionError) as e:
         raise HTTPException(422, f"The infotext has a value this request cannot take: {e}") from None
+
+
+# request fields that are not passed to the processing object as they are (images are decoded first)
+_NOT_PROCESSING_FIELDS = ("override_settings", "sampler_name", "scheduler", "firstpass_image", "init_images",
+                          "mask", "latent_mask")
+
+
+def build_processing(req: models._ProcessingRequest, processing_class, **decoded):
+    """A txt2img or img2img request -> (request after infotext filling, its values with defaults,
+    the processing object). `decoded`: fields already turned into images (img2img)."""
+    if req.infotext:
+        req = apply_infotext(req)
+    args = req.with_defaults()
+    sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
+    for side in ("width", "height"):
+        if not 64 <= args[side] <= 8192:
+            raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
+    overrides = validate_overrides(args["override_settings"])
+    fields = {name: args[name] for name in processing_class.__dataclass_fields__
+              if name in args and name not in _NOT_PROCESSING_FIELDS}
+    p = processing_class(**fields, **decoded)
+    p.sampler_name, p.scheduler = sampler, scheduler
+    p.override_settings = overrides
+    p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
+    p.comments = args["comments"] or {}
+    p.controlnet_units = controlnet_units(args["alwayson_scripts"])
+    scripts_routes.attach_scripts(p, not processing_class.is_txt2img, args["script_name"], args["script_args"],
+                                  args["alwayson_scripts"])
+    return req, args, p
+
+
+def run_generation(p, args: dict, name: str):
+    """Run the job on the queue; (processed, base64 images or [] when send_images is off)."""
+    task_id = args["force_task_id"] or jobs.new_task_id(name)
+    try:
+        processed = shared.job_queue.run(lambda: scripts.process_with_scripts(p), name=name, task_id=task_id)
+    except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
+        _raise_for(e)
+    # ControlNet's detected maps come after the images and have no infotext
+    images = [encode_image(image, text) for image, text in
+              itertools.zip_longest(processed.images, processed.infotexts[:len(processed.images)])] \
+        if args["send_images"] else []
+    return processed, images
 
 
 class Api:
@@ -143,6 +209,8 @@ class Api:
         r.add_api_route("/refresh-vae", self.refresh_vae, methods=["POST"])
         r.add_api_route("/embeddings", self.get_embeddings, methods=["GET"])
         r.add_api_route("/refresh-embeddings", self.refresh_embeddings, methods=["POST"])
+        from modules.api import extras_routes
+        extras_routes.register(r)
         app.include_router(self.router)
         app.include_router(scripts_routes.create_router())  # /scripts, /script-info, /extensions
         app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
@@ -150,32 +218,11 @@ class Api:
 
     # -- generation ----------------------------------------------------------------------------
     def text2imgapi(self, req: models.StableDiffusionProcessingTxt2Img):
-        if req.infotext:
-            req = apply_infotext(req)
-        args = req.with_defaults()
-        sampler, scheduler = resolve_sampler(args["sampler_name"], args["sampler_index"], args["scheduler"])
-        for side in ("width", "height"):
-            if not 64 <= args[side] <= 8192:
-                raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
-        overrides = validate_overrides(args["override_settings"])
-        fields = {name: args[name] for name in processing.StableDiffusionProcessingTxt2Img.__dataclass_fields__
-                  if name in args and name not in ("override_settings", "sampler_name", "scheduler")}
-        p = processing.StableDiffusionProcessingTxt2Img(**fields)
-        p.sampler_name, p.scheduler = sampler, scheduler
-        p.override_settings = overrides
-        p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
-        p.comments = args["comments"] or {}
-        scripts_routes.attach_scripts(p, False, args["script_name"], args["script_args"], args["alwayson_scripts"])
+        req, args, p = build_processing(req, processing.StableDiffusionProcessingTxt2Img)
         if args["firstpass_image"]:
             from modules.api.outputs_routes import decode_base64_to_image
             p.firstpass_image = decode_base64_to_image(args["firstpass_image"])
-        task_id = args["force_task_id"] or jobs.new_task_id("txt2img")
-        try:
-            processed = shared.job_queue.run(lambda: scripts.process_with_scripts(p), name="txt2img", task_id=task_id)
-        except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
-            _raise_for(e)
-        images = [encode_image(image, text) for image, text in zip(processed.images, processed.infotexts)] \
-            if args["send_images"] else []
+        processed, images = run_generation(p, args, "txt2img")
         return models.TextToImageResponse(images=images, parameters=req.model_dump(), info=processed.js())
 
     # -- progress and control ------------------------------------------------------------------
@@ -249,8 +296,8 @@ class Api:
                  "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
 
     def get_upscalers(self):
-        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-                for name in ("None", *hires.IMAGE_UPSCALERS)]
+        from modules.api import extras_routes
+        return extras_routes.upscaler_items()
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in hires.LATENT_UPSCALE_MODES]

@@ -22,7 +22,8 @@ class _Request(BaseModel):
         return values
 
 
-class StableDiffusionProcessingTxt2Img(_Request):
+class _ProcessingRequest(_Request):
+    """The fields txt2img and img2img share (api.md §8.1 rows 1-34), in schema order."""
     prompt: str | None = ""
     negative_prompt: str | None = ""
     styles: list[str] | None = None
@@ -57,6 +58,9 @@ class StableDiffusionProcessingTxt2Img(_Request):
     disable_extra_networks: bool | None = False
     firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
+
+
+class StableDiffusionProcessingTxt2Img(_ProcessingRequest):
     enable_hr: bool | None = False
     firstphase_width: int | None = 0
     firstphase_height: int | None = 0
@@ -78,6 +82,40 @@ class StableDiffusionProcessingTxt2Img(_Request):
     save_images: bool | None = False
     alwayson_scripts: dict[str, Any] | None = Field(default_factory=dict)
     infotext: str | None = None
+
+
+class StableDiffusionProcessingImg2Img(_ProcessingRequest):
+    """api.md §8.2: the shared fields (denoising_strength defaults to 0.75), then img2img's own."""
+    denoising_strength: float | None = 0.75
+    init_images: list[str] | None = None
+    resize_mode: int | None = 0
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int | None = 4
+    mask_blur_y: int | None = 4
+    mask_blur: int | None = None
+    mask_round: bool | None = True
+    inpainting_fill: int | None = 0
+    inpaint_full_res: bool | None = True
+    inpaint_full_res_padding: int | None = 0
+    inpainting_mask_invert: int | None = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: str | None = None
+    force_task_id: str | None = None
+    sampler_index: str | int | None = "Euler"
+    include_init_images: bool | None = False
+    script_name: str | None = None
+    script_args: list | None = Field(default_factory=list)
+    send_images: bool | None = True
+    save_images: bool | None = False
+    alwayson_scripts: dict[str, Any] | None = Field(default_factory=dict)
+    infotext: str | None = None
+
+
+class ImageToImageResponse(BaseModel):
+    images: list[str] | None = None
+    parameters: dict
+    info: str
 
 
 class TextToImageResponse(BaseModel):

@@ -8,7 +8,7 @@ from modules import extensions, scripts
 
 # Built-in always-on UI parts of A1111 whose values come from the request fields here: an entry
 # naming them is accepted and changes nothing (api.md §8.5).
-BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "comments")
+BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "comments", "controlnet")  # controlnet: built in (own units)
 
 
 def _type_problem(control, value) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from modules.models.errors import ModelLoadError
 
-FAMILIES = ("sd1", "sd1-inpaint", "sd2", "sdxl", "sdxl-refiner")
+FAMILIES = ("sd1", "sd1-inpaint", "sd1-pix2pix", "sd2", "sdxl", "sdxl-inpaint", "sdxl-refiner")
 EPSILON = "epsilon"
 V_PREDICTION = "v_prediction"
 
@@ -97,8 +97,9 @@ def detect_family(state_dict_keys_and_shapes: Mapping) -> str:
 
     if in_channels == 4:
         return family
-    if in_channels == 9 and family == "sd1":
-        return "sd1-inpaint"
+    variant = {(9, "sd1"): "sd1-inpaint", (8, "sd1"): "sd1-pix2pix", (9, "sdxl"): "sdxl-inpaint"}.get((in_channels, family))
+    if variant:
+        return variant
     kind = {9: "inpainting", 8: "instruct-pix2pix"}.get(in_channels, f"{in_channels}-channel")
     raise ModelLoadError(f"unsupported architecture: {family} {kind} UNet ({in_channels} input channels)")
 

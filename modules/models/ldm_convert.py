@@ -28,8 +28,10 @@ VAE_PREFIX = "first_stage_model."
 TEXT_ENCODER_LAYOUT: dict[str, list[tuple[str, str]]] = {
     "sd1": [("clip", "cond_stage_model.transformer.")],
     "sd1-inpaint": [("clip", "cond_stage_model.transformer.")],
+    "sd1-pix2pix": [("clip", "cond_stage_model.transformer.")],
     "sd2": [("openclip", "cond_stage_model.model.")],
     "sdxl": [("clip", "conditioner.embedders.0.transformer."), ("openclip", "conditioner.embedders.1.model.")],
+    "sdxl-inpaint": [("clip", "conditioner.embedders.0.transformer."), ("openclip", "conditioner.embedders.1.model.")],
     "sdxl-refiner": [("openclip", "conditioner.embedders.0.model.")],
 }
 

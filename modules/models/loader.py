@@ -65,8 +65,10 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 TEXT_ENCODERS: dict[str, list[tuple[str, str]]] = {
     "sd1": [("text_encoder", PAD_CLIP_L)],
     "sd1-inpaint": [("text_encoder", PAD_CLIP_L)],
+    "sd1-pix2pix": [("text_encoder", PAD_CLIP_L)],
     "sd2": [("text_encoder", PAD_OPEN_CLIP)],
     "sdxl": [("text_encoder", PAD_CLIP_L), ("text_encoder_2", PAD_OPEN_CLIP)],
+    "sdxl-inpaint": [("text_encoder", PAD_CLIP_L), ("text_encoder_2", PAD_OPEN_CLIP)],
     "sdxl-refiner": [("text_encoder_2", PAD_OPEN_CLIP)],
 }
 
@@ -84,6 +86,7 @@ class LoadedModel:
     vae_scaling_factor: float
     is_sdxl: bool  # SDXL base and refiner (family tells them apart)
     is_inpainting: bool
+    is_pix2pix: bool = False  # instruct-pix2pix: 8-channel UNet conditioned on the init image
 
 
 def _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenizers, scaling) -> LoadedModel:
@@ -91,7 +94,8 @@ def _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenize
         path=source, family=family, prediction_type=prediction, unet=unet, vae=vae,
         text_encoders=text_encoders, tokenizers=tokenizers,
         alphas_cumprod=scaled_linear_alphas_cumprod(), vae_scaling_factor=float(scaling),
-        is_sdxl=family in ("sdxl", "sdxl-refiner"), is_inpainting=family == "sd1-inpaint")
+        is_sdxl=family in ("sdxl", "sdxl-inpaint", "sdxl-refiner"),
+        is_inpainting=family in ("sd1-inpaint", "sdxl-inpaint"), is_pix2pix=family == "sd1-pix2pix")
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -442,8 +446,9 @@ def _folder_family(folder: Path, index: Mapping, configs: Mapping[str, dict]) ->
     else:
         raise ModelLoadError(f"{folder}: model_index.json names no text encoder; not a Stable Diffusion folder")
     in_channels = configs["unet"].get("in_channels", 4)
-    if in_channels == 9 and family == "sd1":
-        return "sd1-inpaint"
+    variant = {(9, "sd1"): "sd1-inpaint", (8, "sd1"): "sd1-pix2pix", (9, "sdxl"): "sdxl-inpaint"}.get((in_channels, family))
+    if variant:
+        return variant
     if in_channels != 4:
         raise ModelLoadError(f"{folder}: unsupported architecture: {family} UNet with {in_channels} input channels")
     return family

@@ -3,7 +3,8 @@ import os
 
 import gradio as gr
 
-from modules.ui import extensions_tab, png_info, quicksettings, scripts_ui, txt2img
+from modules.ui import (checkpoint_merger, extensions_tab, extras, img2img, png_info, quicksettings, scripts_ui,
+                        send_to, train, txt2img)
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: end; }
@@ -17,15 +18,25 @@ with open(os.path.join(os.path.dirname(__file__), "shortcuts.js"), encoding="utf
 def create_ui() -> gr.Blocks:
     extension_tabs = extensions_tab.collect_extension_tabs()  # on_ui_tabs, before the main Blocks
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
-        quicksettings.create(demo)
+        checkpoint_selector = quicksettings.create(demo)
         with gr.Tabs(elem_id="tabs") as tabs:
             txt2img_tab = txt2img.create()
-            pnginfo = png_info.create_tab(targets=["txt2img"])  # the other tabs do not exist yet
+            img2img_tab = img2img.create()
+            extras_tab = extras.create()
+            pnginfo = png_info.create_tab(targets=["txt2img", "img2img", "inpaint", "extras"])
+            checkpoint_merger.create_tab(checkpoint_selector)
+            train.create(txt2img_tab["controls"])
             extensions_tab.render_extension_tabs(extension_tabs)
             extensions_tab.create_tab()
         pnginfo["send_buttons"]["txt2img"].click(
             lambda text: [*txt2img_tab["paste"](text), gr.Tabs(selected="txt2img")],
             inputs=[pnginfo["generation_info"]], outputs=[*txt2img_tab["controls"].values(), tabs],
             show_progress="hidden", api_visibility="private")
+        send_to.wire_gallery(txt2img_tab, img2img_tab, tabs, with_parameters=True)
+        send_to.wire_gallery(img2img_tab, img2img_tab, tabs, with_parameters=False)
+        send_to.wire_png_info(pnginfo, img2img_tab, tabs)
+        pnginfo["send_buttons"]["extras"].click(
+            lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
+            outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")
         scripts_ui.connect_paste(pnginfo["send_buttons"]["txt2img"], pnginfo["generation_info"], "txt2img")
     return demo

@@ -31,14 +31,19 @@ INFOTEXT_KEYS = {
     "hr_sampler_name": "Hires sampler", "hr_scheduler": "Hires schedule type", "hr_prompt": "Hires prompt",
     "hr_negative_prompt": "Hires negative prompt", "refiner_checkpoint": "Refiner",
     "refiner_switch_at": "Refiner switch at", "styles": "Styles array",
+    # img2img (ui.md §3.5)
+    "mask_blur": "Mask blur", "inpainting_mask_invert": "Mask mode", "inpainting_fill": "Masked content",
+    "inpaint_full_res": "Inpaint area", "inpaint_full_res_padding": "Masked area padding",
+    "image_cfg_scale": "Image CFG scale",
 }
 INT_FIELDS = {"steps", "seed", "width", "height", "n_iter", "batch_size", "subseed", "seed_resize_from_w",
-              "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y"}
+              "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "mask_blur",
+              "inpaint_full_res_padding"}
 
 
 def _job_fields(controls: dict, values: list) -> dict:
     fields = dict(zip(controls, values))
-    for name in INT_FIELDS:
+    for name in INT_FIELDS & fields.keys():
         fields[name] = int(fields[name])
     fields["styles"] = list(fields["styles"] or [])
     if not fields.pop("refiner_enabled"):
@@ -56,29 +61,38 @@ def make_generate(controls: dict):
         try:
             fields = _job_fields(controls, values)
         except USER_ERRORS as e:
-            yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
+            yield error_outputs(e)
             return
         p = processing.StableDiffusionProcessingTxt2Img(**fields, user=getattr(request, "username", None))
         scripts_ui.attach(p, "txt2img", values[len(controls):])  # the values after the tab's own controls
-        started = time.perf_counter()
-        watcher = watch_job(lambda: scripts.process_with_scripts(p), "txt2img", progress,
-                            task_id=jobs.new_task_id("txt2img"))
-        while True:
-            try:
-                preview = next(watcher)
-            except StopIteration as done:
-                processed = done.value
-                break
-            except USER_ERRORS as e:
-                yield [], "", f"<div class='error'>{html.escape(str(e))}</div>", []
-                return
-            yield [preview], gr.update(), gr.update(), gr.update()  # live preview while sampling
-        for image, text in zip(processed.images, processed.infotexts):
-            image.info["parameters"] = text  # Gradio writes it into the PNG it serves
-        notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
-        notes += f"<p class='time-taken'>Time taken: {format_duration(time.perf_counter() - started)}</p>"
-        yield processed.images, processed.info, notes, processed.infotexts
+        yield from stream_job(p, "txt2img", progress)
     return generate
+
+
+def error_outputs(e: Exception) -> list:
+    """(gallery, infotext, notes, infotexts) showing a user error."""
+    return [[], "", f"<div class='error'>{html.escape(str(e))}</div>", []]
+
+
+def stream_job(p, name: str, progress, started: float | None = None):
+    """Run p on the job queue, yielding live previews, then the gallery outputs (txt2img, img2img)."""
+    started = time.perf_counter() if started is None else started
+    watcher = watch_job(lambda: scripts.process_with_scripts(p), name, progress, task_id=jobs.new_task_id(name))
+    while True:
+        try:
+            preview = next(watcher)
+        except StopIteration as done:
+            processed = done.value
+            break
+        except USER_ERRORS as e:
+            yield error_outputs(e)
+            return
+        yield [preview], gr.update(), gr.update(), gr.update()  # live preview while sampling
+    for image, text in zip(processed.images, processed.infotexts):
+        image.info["parameters"] = text  # Gradio writes it into the PNG it serves
+    notes = html.escape(processed.comments).replace("\n", "<br>") if processed.comments else ""
+    notes += f"<p class='time-taken'>Time taken: {format_duration(time.perf_counter() - started)}</p>"
+    yield processed.images, processed.info, notes, processed.infotexts
 
 
 def format_duration(seconds: float) -> str:
@@ -154,7 +168,7 @@ def _hires_section(c: dict) -> None:
         c["enable_hr"] = gr.Checkbox(label="Enable hires. fix", value=False, elem_id="txt2img_enable_hr")
         with gr.Row():
             c["hr_upscaler"] = gr.Dropdown(label="Upscaler", value="Latent", elem_id="txt2img_hr_upscaler",
-                                           choices=[*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS],
+                                           choices=hires.upscaler_choices(),
                                            allow_custom_value=True)
             c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
                                                   elem_id="txt2img_hires_steps")
@@ -182,33 +196,33 @@ def _hires_section(c: dict) -> None:
                                              elem_id="txt2img_hr_neg_prompt")
 
 
-def _refiner_section(c: dict) -> None:
-    with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner"):
+def _refiner_section(c: dict, tab: str = "txt2img") -> None:
+    with gr.Accordion("Refiner", open=False, elem_id=f"{tab}_refiner"):
         with gr.Row():
-            c["refiner_enabled"] = gr.Checkbox(label="Enable refiner", value=False, elem_id="txt2img_enable_refiner")
+            c["refiner_enabled"] = gr.Checkbox(label="Enable refiner", value=False, elem_id=f"{tab}_enable_refiner")
             c["refiner_checkpoint"] = gr.Dropdown(label="Checkpoint", value="None",
                                                   choices=_checkpoint_choices("None"),
-                                                  allow_custom_value=True, elem_id="txt2img_refiner_checkpoint")
+                                                  allow_custom_value=True, elem_id=f"{tab}_refiner_checkpoint")
             c["refiner_switch_at"] = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
-                                               elem_id="txt2img_refiner_switch_at")
+                                               elem_id=f"{tab}_refiner_switch_at")
 
 
-def _seed_section(c: dict):
+def _seed_section(c: dict, tab: str = "txt2img"):
     with gr.Row():
-        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
-        random_seed = gr.Button("🎲", elem_id="txt2img_random_seed", scale=0, min_width=40)
-        reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", scale=0, min_width=40)
-        c["variation_enabled"] = gr.Checkbox(label="Extra", value=False, elem_id="txt2img_subseed_show", scale=0)
-    with gr.Group(visible=False, elem_id="txt2img_seed_extras") as extras:
+        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
+        random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
+        reuse_seed = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
+        c["variation_enabled"] = gr.Checkbox(label="Extra", value=False, elem_id=f"{tab}_subseed_show", scale=0)
+    with gr.Group(visible=False, elem_id=f"{tab}_seed_extras") as extras:
         with gr.Row():
-            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0, elem_id="txt2img_subseed")
+            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0, elem_id=f"{tab}_subseed")
             c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                              elem_id="txt2img_subseed_strength")
+                                              elem_id=f"{tab}_subseed_strength")
         with gr.Row():
             c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                                elem_id="txt2img_seed_resize_from_w")
+                                                elem_id=f"{tab}_seed_resize_from_w")
             c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
-                                                elem_id="txt2img_seed_resize_from_h")
+                                                elem_id=f"{tab}_seed_resize_from_h")
     c["variation_enabled"].change(lambda on: gr.Group(visible=on), inputs=[c["variation_enabled"]],
                                   outputs=[extras], queue=False, api_visibility="private")
     return random_seed, reuse_seed
@@ -273,7 +287,12 @@ def create() -> dict:
                                       elem_id="txt2img_generation_info")
                 notes = gr.HTML(elem_id="txt2img_html_log")
                 infotexts = gr.State([])
-                save_outputs.create_save_buttons(gallery, infotexts, "txt2img")
+                saving = save_outputs.create_save_buttons(gallery, infotexts, "txt2img")
+                with gr.Row():  # wired in app.py, where the img2img tab exists
+                    send_buttons = {"img2img": gr.Button("🖼️ Send to img2img", elem_id="txt2img_send_to_img2img",
+                                                         size="sm"),
+                                    "inpaint": gr.Button("🎨️ Send to inpaint", elem_id="txt2img_send_to_inpaint",
+                                                         size="sm")}
 
         inputs = list(c.values())
         outputs = [gallery, infotext, notes, infotexts]
@@ -296,7 +315,8 @@ def create() -> dict:
                            inputs=[c["prompt"]], outputs=inputs + scripts_ui.paste_outputs("txt2img"), **private)
         random_seed.click(lambda: -1, outputs=[c["seed"]], **private)
         reuse_seed.click(_last_seed, inputs=[infotext], outputs=[c["seed"]], **private)
-    return {"controls": c, "paste": lambda text: values_from_infotext(text, names)}
+    return {"controls": c, "paste": lambda text: values_from_infotext(text, names), "gallery": gallery,
+            "selected_index": saving["selected_index"], "infotexts": infotexts, "send_buttons": send_buttons}
 
 
 def _last_seed(infotext: str):

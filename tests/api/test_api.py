@@ -32,7 +32,8 @@ def decode(b64: str) -> Image.Image:
 def test_sd_models_lists_every_tiny_checkpoint(server):
     items = get(server, "/sd-models").json()
     names = sorted(item["model_name"] for item in items)
-    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd2-v", "tiny-sdxl", "tiny-sdxl-refiner"]
+    assert names == ["tiny-sd1", "tiny-sd1-inpaint", "tiny-sd1-pix2pix", "tiny-sd2-v", "tiny-sdxl",
+                     "tiny-sdxl-inpaint", "tiny-sdxl-refiner"]
     for item in items:
         assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config"}
         if item["hash"]:
@@ -300,8 +301,10 @@ def test_hires_fix_and_refiner_through_the_api(server):
     legacy = post(server, "/txt2img", {"prompt": "x", "enable_hr": True, "firstphase_width": 64,
                                        "firstphase_height": 64, "width": 128, "height": 64, "steps": 2}).json()
     assert decode(legacy["images"][0]).size == (128, 64)
-    bad = post(server, "/txt2img", {**body, "hr_upscaler": "ESRGAN_4x"})
-    assert bad.status_code == 422 and "Upscaler 'ESRGAN_4x' not found" in bad.json()["detail"]
+    bad = post(server, "/txt2img", {**body, "hr_upscaler": "4x-NoSuchModel"})
+    assert bad.status_code == 422 and "Upscaler '4x-NoSuchModel' not found" in bad.json()["detail"]
+    bad = post(server, "/txt2img", {**body, "hr_upscaler": "ESRGAN_4x"})  # known name, weights absent
+    assert bad.status_code == 422 and "Upscaler 'ESRGAN_4x' needs ESRGAN_4x.pth in" in bad.json()["detail"]
     bad = post(server, "/txt2img", {"prompt": "x", "refiner_checkpoint": "nope", **SMALL})
     assert bad.status_code == 422
     refined = post(server, "/txt2img", {"prompt": "x", "refiner_checkpoint": "tiny-sd2-v",
@@ -367,8 +370,9 @@ def test_out_of_range_strengths_and_hires_sizes_are_refused(server):
              ({"enable_hr": True, "denoising_strength": 5}, "denoising strength must be between 0 and 1"),
              ({"enable_hr": True, "hr_second_pass_steps": -2}, "hires steps cannot be negative"),
              ({"enable_hr": True, "hr_scale": 200}, "Hires fix would sample at 12800x12800"),
-             ({"restore_faces": True}, "face restoration is not available"),
-             ({"override_settings": {"face_restoration": True}}, "face restoration is not available")]
+             ({"restore_faces": True}, "CodeFormer face restoration needs its weights: put codeformer-v0.1.0.pth"),
+             ({"override_settings": {"face_restoration": True, "face_restoration_model": "GFPGAN"}},
+              "GFPGAN face restoration needs its weights: put GFPGANv1.4.pth")]
     for fields, message in cases:
         response = post(server, "/txt2img", {"prompt": "x", **SMALL, **fields})
         assert response.status_code == 422 and message in response.json()["detail"], (fields, response.text)

@@ -217,13 +217,13 @@ def test_pasted_names_this_install_lacks_get_a_clear_message(page, server):
     page.goto(server.url + "/")
     page.locator("#txt2img_prompt textarea").fill(
         "a red kite\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.5, "
-        "Hires upscale: 1.5, Hires upscaler: R-ESRGAN 4x+")
+        "Hires upscale: 1.5, Hires upscaler: 4x-UltraSharp")
     page.locator("#txt2img_paste").click()
     page.locator("#txt2img_hr").click()
-    expect(page.locator("#txt2img_hr_upscaler input")).to_have_value("R-ESRGAN 4x+", timeout=10_000)
+    expect(page.locator("#txt2img_hr_upscaler input")).to_have_value("4x-UltraSharp", timeout=10_000)
     page.locator("#txt2img_generate").click()
     # the job's own check names the problem and the valid choices (not Gradio's bare "Error")
-    expect(page.locator("#txt2img_html_log")).to_contain_text("Upscaler 'R-ESRGAN 4x+' not found", timeout=30_000)
+    expect(page.locator("#txt2img_html_log")).to_contain_text("Upscaler '4x-UltraSharp' not found", timeout=30_000)
     expect(page.locator("#txt2img_html_log")).to_contain_text("Lanczos")
 
 

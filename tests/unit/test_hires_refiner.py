@@ -40,8 +40,11 @@ def test_truncate_cuts_half_from_each_side():
 
 
 def test_unknown_upscaler_lists_valid_names():
-    with pytest.raises(hires.UnknownUpscaler, match="Latent \\(bicubic\\)"):
-        hires.check_upscaler("ESRGAN_4x")
+    with pytest.raises(hires.UnknownUpscaler, match="Latent \\(bicubic\\).*Lanczos"):
+        hires.check_upscaler("4x-NoSuchModel")
+    # a known model upscaler without its weights says which file goes where
+    with pytest.raises(hires.UpscalerUnavailable, match="needs RealESRGAN_x4plus.pth in .*RealESRGAN"):
+        hires.check_upscaler("R-ESRGAN 4x+")
 
 
 def test_hires_fix_latent_and_lanczos(webui_session):

@@ -1,0 +1,94 @@
+"""Training routes (api.md §13, merge-train.md §7): A1111's create/train embedding and hypernetwork,
+and ours POST /sdapi/v1/train/lora with kohya-ss's argument names. Every route runs its work as a
+job on the shared queue and waits for it; bad input is 422 naming the field."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from modules import jobs, sd_models, shared
+from modules.state import Interrupted
+from modules.training.datasets import DatasetError
+from modules.training.embedding import TrainEmbeddingArgs, TrainingError, create_embedding, train_embedding
+from modules.training.learn_schedule import ScheduleError
+from modules.training.lora import LoraTrainArgs, train_lora
+
+_CLIENT_ERRORS = (TrainingError, ScheduleError, DatasetError, sd_models.CheckpointNotFound)
+
+HYPERNETWORK_MISSING = ("Hypernetworks are not available in this version: the hypernetwork module "
+                        "(modules/networks) is not installed yet, so they cannot be created or trained")
+
+
+class CreateEmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    num_vectors_per_token: int = Field(1, ge=1, le=75)
+    overwrite_old: bool = False
+    init_text: str = "*"
+
+
+def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel]:
+    """A pydantic body with the dataclass's fields and defaults; unknown fields are refused."""
+    hints = typing.get_type_hints(dataclass_type)
+    spec = {}
+    for f in dataclasses.fields(dataclass_type):
+        spec[f.name] = (overrides.get(f.name, hints[f.name]), f.default)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), id_task=(str | None, None), **spec)
+
+
+TrainEmbeddingRequest = _request_model("TrainEmbeddingRequest", TrainEmbeddingArgs, {
+    "learn_rate": str | float, "clip_grad_value": str | float})
+TrainLoraRequest = _request_model("TrainLoraRequest", LoraTrainArgs, {})
+
+
+def _run(fn, kind: str, task_id: str | None):
+    try:
+        return shared.job_queue.run(fn, name=kind, task_id=task_id or jobs.new_task_id(kind))
+    except _CLIENT_ERRORS as e:
+        raise HTTPException(422, str(e)) from None
+    except sd_models.NoModelError as e:
+        raise HTTPException(503, str(e)) from None
+
+
+def create_router() -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
+
+    @router.post("/create/embedding")
+    def create_embedding_api(req: CreateEmbeddingRequest):
+        path = _run(lambda: create_embedding(req.name, req.num_vectors_per_token, req.overwrite_old, req.init_text),
+                    "create_embedding", None)
+        return {"info": f"create embedding filename: {path}"}
+
+    @router.post("/create/hypernetwork")
+    def create_hypernetwork_api(req: dict):
+        raise HTTPException(501, HYPERNETWORK_MISSING)
+
+    @router.post("/train/embedding")
+    def train_embedding_api(req: TrainEmbeddingRequest):
+        values = req.model_dump(exclude={"id_task"})
+        for key in ("learn_rate", "clip_grad_value"):
+            values[key] = str(values[key])
+        args = TrainEmbeddingArgs(**values)
+        try:
+            message, path = _run(lambda: train_embedding(args), "train_embedding", req.id_task)
+        except Interrupted:
+            return {"info": "train embedding interrupted before training started: filename: None error: Interrupted"}
+        return {"info": f"train embedding complete: filename: {path} error: None", "message": message}
+
+    @router.post("/train/hypernetwork")
+    def train_hypernetwork_api(req: dict):
+        raise HTTPException(501, HYPERNETWORK_MISSING)
+
+    @router.post("/train/lora")
+    def train_lora_api(req: TrainLoraRequest):
+        args = LoraTrainArgs(**req.model_dump(exclude={"id_task"}))
+        try:
+            message, path = _run(lambda: train_lora(args), "train_lora", req.id_task)
+        except Interrupted:
+            return {"info": "train lora interrupted before training started", "filename": None}
+        return {"info": message, "filename": path}
+
+    return router

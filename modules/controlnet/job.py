@@ -1,0 +1,160 @@
+"""ControlNet for one job: check the units before sampling, load their models (cached), run the
+preprocessors, fit the maps to the first-pass and hires sizes, and hand the sampler a ControlHook
+(controlnet.md §3). Runs on the job queue's worker."""
+import collections
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules import shared
+from modules.controlnet import hint as hints
+from modules.controlnet import model_files, model_loading, preprocessors
+from modules.controlnet.residuals import ControlHook, PreparedUnit
+from modules.controlnet.units import ControlNetUnit
+
+
+class ControlNetError(ValueError):
+    """A unit that cannot run; raised before sampling, the message names the unit."""
+
+
+_models: "collections.OrderedDict[tuple, torch.nn.Module]" = collections.OrderedDict()
+
+
+def load_model(entry: model_files.ControlNetFile, sd_model) -> torch.nn.Module:
+    """The ControlNetModel for this checkpoint, from a small LRU cache (control_net_model_cache_size)."""
+    stamp = os.path.getmtime(entry.path)
+    key = (entry.path, stamp, sd_model.sd_checkpoint_info.filename)
+    if key in _models:
+        _models.move_to_end(key)
+        return _models[key]
+    for old in [k for k in _models if k[2] != key[2]]:  # another checkpoint: its nets are stale
+        del _models[old]
+    net = model_loading.load_controlnet(entry, dict(sd_model.unet.config), sd_model.family)
+    unet_param = next(sd_model.unet.parameters())
+    dtype = torch.float32 if shared.cmd_opts.no_half_controlnet else unet_param.dtype
+    net.to(unet_param.device, dtype)
+    _models[key] = net
+    while len(_models) > max(1, int(shared.opts.control_net_model_cache_size)):
+        _models.popitem(last=False)
+    return net
+
+
+def clear_cache() -> None:
+    _models.clear()
+
+
+def enabled_units(units: list[ControlNetUnit]) -> list[ControlNetUnit]:
+    return [u for u in units if u.enabled]
+
+
+def check_units(units: list[ControlNetUnit], init_image_available: bool = False) -> None:
+    """Everything that can be known before the job: names, weights present, an image (§9 target 2)."""
+    models = model_files.list_models()
+    for index, unit in enumerate(units):
+        if not unit.enabled:
+            continue
+        try:
+            pre = preprocessors.find(unit.module)
+            preprocessors.check_usable(pre)
+        except preprocessors.PreprocessorError as e:
+            raise ControlNetError(f"ControlNet unit {index}: {e}") from None
+        if unit.model in ("None", "", None):
+            if not pre.model_free:
+                raise ControlNetError(f"ControlNet unit {index}: choose a model (module '{pre.name}' needs one)")
+        else:
+            try:
+                model_files.find_model(unit.model, models)
+            except model_files.ControlNetModelNotFound as e:
+                raise ControlNetError(f"ControlNet unit {index}: {e}") from None
+        if unit.image is None and not init_image_available:
+            raise ControlNetError(f"ControlNet unit {index}: no image (set the unit's image)")
+
+
+def _input_array(unit: ControlNetUnit, index: int, p) -> np.ndarray:
+    image = unit.image
+    if image is None:
+        init = getattr(p, "init_images", None)
+        if not init:
+            raise ControlNetError(f"ControlNet unit {index}: no image (set the unit's image)")
+        image = init[0]
+    rgb = hints.to_rgb_array(image)
+    pre = preprocessors.find(unit.module)
+    if pre.needs_mask:
+        try:
+            return hints.with_mask(rgb, unit.mask, f"ControlNet unit {index}")
+        except hints.HintError as e:
+            raise ControlNetError(str(e)) from None
+    if unit.mask is not None and not shared.opts.controlnet_ignore_noninpaint_mask:
+        mask = np.asarray(unit.mask.convert("RGB"), dtype=np.uint8)
+        if mask.shape[:2] == rgb.shape[:2] and not ((mask <= 5).all() or (mask >= 250).all()):
+            rgb = mask  # a scribble drawn as a mask replaces the image (§2.2)
+    return rgb
+
+
+def _targets(p) -> dict:
+    """Sizes (w, h) the hints must have: the first pass and, with hires fix, the hires pass (§3.1)."""
+    targets = {"first": (p.width // 8 * 8, p.height // 8 * 8)}
+    if getattr(p, "enable_hr", False):
+        if p.hr_resize_x or p.hr_resize_y:
+            w, h = p.hr_resize_x, p.hr_resize_y
+        else:
+            w, h = int(p.width * p.hr_scale), int(p.height * p.hr_scale)
+        targets["hires"] = (w // 8 * 8, h // 8 * 8)
+    return targets
+
+
+def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
+    """Build the job's hook from its enabled units and record their infotext; detected maps are kept
+    in p.controlnet_detected_maps. Returns None when no unit is enabled."""
+    active = enabled_units(units)
+    if not active:
+        return None
+    models = model_files.list_models()
+    prepared, maps = [], []
+    targets = _targets(p)
+    seeds, subseeds = getattr(p, "all_seeds", None) or [p.seed], getattr(p, "all_subseeds", None) or [0]
+    for number, unit in enumerate(active):
+        try:
+            entry = model_files.find_model(unit.model, models)
+            pre = preprocessors.find(unit.module)
+            net = load_model(entry, p.sd_model)
+        except (model_files.ControlNetModelNotFound, preprocessors.PreprocessorError,
+                model_loading.ControlNetLoadError) as e:
+            raise ControlNetError(f"ControlNet unit {number}: {e}") from None
+        source = _input_array(unit, number, p)
+        res = unit.processor_res
+        if unit.pixel_perfect:
+            w, h = targets["first"]
+            res = hints.pixel_perfect_resolution(source.shape[0], source.shape[1], h, w, unit.resize_mode)
+        np.random.seed((int(seeds[0]) + int(subseeds[0])) & 0xFFFFFFFF)  # for random preprocessors (§3.3)
+        try:
+            detected = preprocessors.run(pre, source, res, unit.threshold_a, unit.threshold_b)
+        except preprocessors.PreprocessorError as e:
+            raise ControlNetError(f"ControlNet unit {number}: {e}") from None
+        fitted = {name: hints.to_tensor(hints.fit(detected, w, h, unit.resize_mode))
+                  for name, (w, h) in targets.items()}
+        prepared.append(PreparedUnit(number, net, unit.weight, unit.guidance_start, unit.guidance_end,
+                                     unit.control_mode, unit.hr_option, fitted))
+        p.extra_generation_params[f"ControlNet {number}"] = unit.infotext(entry.title)
+        if unit.save_detected_map and pre.name != "none":
+            maps.append((pre.name, Image.fromarray(detected[:, :, :3])))
+    p.controlnet_detected_maps = maps
+    return ControlHook(prepared, hires_enabled="hires" in targets)
+
+
+
+def detected_maps(p) -> list:
+    """The detected maps to show after a job's images, unless the settings or units say no (§5)."""
+    maps = getattr(p, "controlnet_detected_maps", [])
+    if shared.opts.control_net_detectmap_autosaving and not p.do_not_save_samples:
+        from modules import images
+        opts = shared.opts
+        root = p.outpath_samples or opts.outdir_samples or getattr(opts, p.outdir_setting)
+        for module, image in maps:
+            folder = os.path.join(root, opts.control_net_detectedmap_dir, module)
+            images.save_image(image, folder, "", p.all_seeds[0] if p.all_seeds else p.seed, p.prompt, "png", p=p)
+    if shared.opts.control_net_no_detectmap:
+        return []
+    return [image for _, image in maps]

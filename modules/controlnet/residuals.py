@@ -1,0 +1,101 @@
+"""The ControlNet residuals of one UNet call (controlnet.md §3.5-3.7): which units are active at this
+step, their control modes, and the sum over units that goes into the UNet's down and middle blocks.
+
+The denoiser calls a `ControlHook` with the UNet's own input, timestep and context, and tells it how
+many of the rows are prompt (cond) rows; the rest are negative (uncond) rows.
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+SOFT_BASE = 0.825
+
+
+@dataclass
+class PreparedUnit:
+    index: int                  # among the enabled units (infotext numbering)
+    net: torch.nn.Module        # diffusers ControlNetModel
+    weight: float
+    guidance_start: float
+    guidance_end: float
+    control_mode: str
+    hr_option: str
+    hints: dict = field(default_factory=dict)  # "first" / "hires" -> [1, 3, h, w] float in the net's dtype
+
+
+def soft_scales(weight: float, count: int) -> list[float]:
+    """weight·0.825^(12−i) for residual i = 0 … count−1 (the middle one last)."""
+    return [weight * SOFT_BASE ** (12 - i) for i in range(count)]
+
+
+class ControlHook:
+    def __init__(self, units: list[PreparedUnit], hires_enabled: bool):
+        self.units = units
+        self.hires_enabled = hires_enabled
+        self.pass_name = "first"
+        self.total_steps = 1
+        self.completed_step = 0
+        self.calls_with_control = []  # (pass, completed step, unit index) per UNet call, for tests
+
+    def begin_pass(self, total_steps: int, hires: bool) -> None:
+        self.pass_name = "hires" if hires else "first"
+        self.total_steps = max(1, total_steps)
+        self.completed_step = 0
+
+    def step_done(self, i: int) -> None:
+        """The sampler finished step i (A1111's sampling_step: i−1 while step i runs)."""
+        self.completed_step = i
+
+    def _active(self, unit: PreparedUnit) -> bool:
+        if unit.weight == 0:
+            return False
+        if self.hires_enabled:
+            if self.pass_name == "hires" and unit.hr_option == "Low res only":
+                return False
+            if self.pass_name == "first" and unit.hr_option == "High res only":
+                return False
+        fraction = self.completed_step / self.total_steps
+        return unit.guidance_start <= fraction <= unit.guidance_end and self.pass_name in unit.hints
+
+    def __call__(self, x: torch.Tensor, t, context: torch.Tensor, added_cond_kwargs, n_cond: int) -> dict:
+        """Extra UNet keyword arguments (the summed residuals), or {} when no unit is active."""
+        down, mid = None, None
+        x = x[:, :4]  # a 9-channel inpainting UNet's ControlNet sees the latent only
+        for unit in self.units:
+            if not self._active(unit):
+                continue
+            self.calls_with_control.append((self.pass_name, self.completed_step, unit.index))
+            result = self._run(unit, x, t, context, added_cond_kwargs, n_cond)
+            if result is None:
+                continue
+            unit_down, unit_mid = result
+            down = unit_down if down is None else [a + b for a, b in zip(down, unit_down)]
+            mid = unit_mid if mid is None else mid + unit_mid
+        if down is None:
+            return {}
+        return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+    def _run(self, unit: PreparedUnit, x, t, context, added, n_cond):
+        rows = x.shape[0]
+        only_cond = unit.control_mode == "ControlNet is more important"
+        if only_cond:  # uncond rows get zero residuals: run the net on the prompt rows only
+            if n_cond == 0:
+                return None  # zero residuals: the same as adding nothing
+            x, context = x[:n_cond], context[:n_cond]
+            added = None if added is None else {k: v[:n_cond] for k, v in added.items()}
+            t = t[:n_cond] if torch.is_tensor(t) and t.ndim else t
+        hint = unit.hints[self.pass_name]
+        dtype = next(unit.net.parameters()).dtype
+        down, mid = unit.net(x.to(dtype), t, encoder_hidden_states=context.to(dtype),
+                             controlnet_cond=hint.to(x.device, dtype).expand(x.shape[0], -1, -1, -1),
+                             conditioning_scale=1.0, added_cond_kwargs=added, return_dict=False)
+        residuals = [*down, mid]
+        if unit.control_mode == "Balanced":
+            scales = [unit.weight] * len(residuals)
+        else:
+            scales = soft_scales(unit.weight, len(residuals))
+        residuals = [r * s for r, s in zip(residuals, scales)]
+        if only_cond and n_cond < rows:
+            residuals = [torch.cat([r, r.new_zeros((rows - n_cond, *r.shape[1:]))]) for r in residuals]
+        return residuals[:-1], residuals[-1]
+

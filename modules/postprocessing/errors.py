@@ -1,0 +1,2 @@
+class PostprocessingError(ValueError):
+    """Bad postprocessing arguments (API: 422); the message says what to change."""

@@ -1,0 +1,452 @@
+"""Create and train textual-inversion embeddings (merge-train.md §4).
+
+Only the embedding's vectors are trained; the model's weights are never written to. The vectors
+enter the text encoder through the same injection generation uses, so what is trained is what
+prompts will get. SDXL embeddings carry `clip_l` and `clip_g` vectors (ours; A1111 cannot).
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from modules import conditioning, shared
+from modules.state import Interrupted
+from modules.textual_inversion import Embedding, EmbeddingDatabase, embedding_to_data
+from modules.training import datasets, objective, progress, templates
+from modules.training.learn_schedule import LearnRateScheduler, ScheduleError
+
+
+class TrainingError(ValueError):
+    """Bad training input; the message names the field."""
+
+
+def sanitize_name(name: str) -> str:
+    return "".join(ch for ch in (name or "") if ch.isalnum() or ch in "._- ").strip()
+
+
+# ------------------------------------------------------------------------------------- create
+
+def _encoder_keys(model) -> list[str | None]:
+    """Per text encoder, the key its vectors have in an SDXL embedding (None: a plain tensor)."""
+    return ["clip_l", "clip_g"] if model.is_sdxl and len(model.text_encoders) == 2 else [None]
+
+
+def initial_vectors(model, init_text: str, num_vectors: int):
+    """init text -> vectors from each encoder's token-embedding table (before the transformer):
+    vector i of k is token ⌊i·N/k⌋ of the N init tokens; empty text -> zeros."""
+    out = {}
+    for index, key in enumerate(_encoder_keys(model)):
+        table = model.text_encoders[index].get_input_embeddings().weight
+        ids = model.tokenizers[index](init_text, add_special_tokens=False)["input_ids"] if init_text else []
+        vec = torch.zeros(num_vectors, table.shape[1])
+        if ids:
+            rows = table.detach()[torch.tensor(ids, device=table.device)].float().cpu()
+            for i in range(num_vectors):
+                vec[i] = rows[i * len(ids) // num_vectors]
+        out[key] = vec
+    return out[None] if None in out else out
+
+
+def embedding_path(name: str) -> str:
+    return os.path.join(shared.paths.embeddings, f"{name}.pt")
+
+
+def create_embedding(name: str, num_vectors_per_token: int, overwrite_old: bool, init_text: str = "*") -> str:
+    """Write `<embeddings>/<name>.pt` with step 0 and reload the embeddings; returns the path.
+    Runs on the queue worker."""
+    clean = sanitize_name(name)
+    if not clean:
+        raise TrainingError("name: give the embedding a name (letters, digits, '._- ')")
+    if not isinstance(num_vectors_per_token, int) or not 1 <= num_vectors_per_token <= 75:
+        raise TrainingError(f"num_vectors_per_token must be an integer from 1 to 75, got {num_vectors_per_token!r}")
+    path = embedding_path(clean)
+    if os.path.exists(path) and not overwrite_old:
+        raise TrainingError(f"file {path} already exists")
+    model = shared.model_holder.ensure_for_job()
+    embedding = Embedding(initial_vectors(model, init_text or "", num_vectors_per_token), clean, step=0)
+    embedding.sd_checkpoint = model.sd_model_hash
+    embedding.sd_checkpoint_name = model.sd_checkpoint_info.name_for_extra
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(embedding_to_data(embedding), path)
+    from modules import sd_models
+    sd_models.refresh_embeddings(model, force=True)
+    return path
+
+
+# -------------------------------------------------------------------------------------- train
+
+@dataclass
+class TrainEmbeddingArgs:
+    """The Train-tab fields with A1111's names (api.md §13); `seed` is ours (None: random)."""
+    embedding_name: str
+    learn_rate: str = "0.005"
+    batch_size: int = 1
+    gradient_step: int = 1
+    data_root: str = ""
+    log_directory: str = "textual_inversion"
+    training_width: int = 512
+    training_height: int = 512
+    varsize: bool = False
+    steps: int = 100000
+    clip_grad_mode: str = "disabled"
+    clip_grad_value: str = "0.1"
+    shuffle_tags: bool = False
+    tag_drop_out: float = 0.0
+    latent_sampling_method: str = "once"
+    use_weight: bool = False
+    create_image_every: int = 500
+    save_embedding_every: int = 500
+    template_filename: str = "style_filewords.txt"
+    save_image_with_stored_embedding: bool = True
+    preview_from_txt2img: bool = False
+    preview_prompt: str = ""
+    preview_negative_prompt: str = ""
+    preview_steps: int = 20
+    preview_sampler_name: str = "Euler a"
+    preview_cfg_scale: float = 7.0
+    preview_seed: int = -1
+    preview_width: int = 512
+    preview_height: int = 512
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainEmbeddingArgs":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def validate_common(args, name_field: str, every_field: str) -> str:
+    """A1111's checks (merge-train.md §4.2) as messages naming the field; returns the template path."""
+    name = getattr(args, name_field)
+    if not name:
+        raise TrainingError(f"{name_field}: choose one")
+    if not str(args.learn_rate).strip():
+        raise TrainingError("learn_rate: the learning rate is empty")
+    for field_name in ("batch_size", "gradient_step", "steps"):
+        value = getattr(args, field_name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise TrainingError(f"{field_name} must be an integer > 0, got {value!r}")
+    for field_name in ("create_image_every", every_field):
+        value = getattr(args, field_name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TrainingError(f"{field_name} must be an integer >= 0, got {value!r}")
+    if not args.data_root:
+        raise TrainingError("data_root: the dataset directory is empty")
+    if not os.path.isdir(args.data_root):
+        raise TrainingError(f"data_root: dataset directory {args.data_root} does not exist")
+    if not os.listdir(args.data_root):
+        raise TrainingError(f"data_root: dataset directory {args.data_root} is empty")
+    if (args.create_image_every or getattr(args, every_field)) and not args.log_directory:
+        raise TrainingError("log_directory: needed when images or copies are saved")
+    if args.clip_grad_mode not in ("disabled", "value", "norm"):
+        raise TrainingError(f"clip_grad_mode must be disabled, value or norm, got {args.clip_grad_mode!r}")
+    if not 0 <= float(args.tag_drop_out) <= 1:
+        raise TrainingError(f"tag_drop_out must be between 0 and 1, got {args.tag_drop_out!r}")
+    if args.latent_sampling_method not in ("once", "deterministic", "random"):
+        raise TrainingError("latent_sampling_method must be once, deterministic or random")
+    for field_name in ("training_width", "training_height"):
+        value = getattr(args, field_name)
+        if not isinstance(value, int) or not 64 <= value <= 2048:
+            raise TrainingError(f"{field_name} must be an integer from 64 to 2048, got {value!r}")
+    found = templates.list_templates(templates.templates_dir(shared.cmd_opts))
+    if not args.template_filename:
+        raise TrainingError("template_filename: choose a prompt template")
+    if args.template_filename not in found:
+        raise TrainingError(f"template_filename: prompt template {args.template_filename} not found in "
+                            f"{templates.templates_dir(shared.cmd_opts)}")
+    try:
+        LearnRateScheduler(args.learn_rate, args.steps, 0)
+        if args.clip_grad_mode != "disabled":
+            LearnRateScheduler(args.clip_grad_value, args.steps, 0)
+    except ScheduleError as e:
+        raise TrainingError(f"learn_rate: {e}") from None
+    return found[args.template_filename]
+
+
+def vec_checksum(vec) -> str:
+    tensors = [vec[k] for k in sorted(vec)] if isinstance(vec, dict) else [vec]
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:4]
+
+
+def log_folder(log_directory: str, name: str) -> str:
+    base = log_directory if os.path.isabs(log_directory) else os.path.join(shared.paths.data, log_directory)
+    return os.path.join(base, datetime.date.today().isoformat(), name)
+
+
+def save_embedding_file(embedding: Embedding, vec, path: str, step: int, name: str, optimizer=None) -> None:
+    """The A1111 .pt (and, with an optimizer, its .optim) written atomically."""
+    saved = Embedding(_detached(vec), name, step=step)
+    saved.sd_checkpoint, saved.sd_checkpoint_name = embedding.sd_checkpoint, embedding.sd_checkpoint_name
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(embedding_to_data(saved), tmp)
+    os.replace(tmp, path)
+    if optimizer is not None:
+        torch.save({"hash": vec_checksum(vec), "optimizer_state_dict": optimizer.state_dict()}, path + ".optim.tmp")
+        os.replace(path + ".optim.tmp", path + ".optim")
+
+
+def _detached(vec):
+    if isinstance(vec, dict):
+        return {k: v.detach().float().cpu().clone() for k, v in vec.items()}
+    return vec.detach().float().cpu().clone()
+
+
+def _trainable(vec, device):
+    if isinstance(vec, dict):
+        return {k: v.detach().to(device, torch.float32).clone().requires_grad_(True) for k, v in vec.items()}
+    return vec.detach().to(device, torch.float32).clone().requires_grad_(True)
+
+
+def _params(vec) -> list[torch.Tensor]:
+    return list(vec.values()) if isinstance(vec, dict) else [vec]
+
+
+def _database_with(embedding: Embedding) -> EmbeddingDatabase:
+    """The loaded embeddings plus the one being trained, for encoding training prompts."""
+    db = EmbeddingDatabase()
+    db.word_embeddings = dict(shared.embedding_db.word_embeddings)
+    db.register_embedding(embedding)
+    return db
+
+
+def sdxl_time_ids(width: int, height: int, batch: int) -> torch.Tensor:
+    return torch.tensor([[height, width, 0, 0, height, width]] * batch, dtype=torch.float32)
+
+
+def require_resident_model(model) -> None:
+    """Training keeps every component on the device for the whole run; the offload modes move
+    them back and forth per use, which a training step cannot follow."""
+    if model.device_config.offloads:
+        raise TrainingError("Training needs the whole model on the GPU: restart without --medvram / --lowvram")
+
+
+def grad_scaler(model):
+    """fp16 weights: scale the loss so small gradients do not flush to zero (off in float32)."""
+    fp16 = model.device_config.device.type == "cuda" and model.device_config.dtype == torch.float16
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
+def clip_gradients(params, mode: str, value: float) -> None:
+    if mode == "value":
+        torch.nn.utils.clip_grad_value_(params, value)
+    elif mode == "norm":
+        torch.nn.utils.clip_grad_norm_(params, value)
+
+
+def _write_csv(path: str, step: int, epoch_len: int, loss: float, rate: float) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf8") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(["step", "epoch", "epoch_step", "loss", "learn_rate"])
+        epoch = (step - 1) // epoch_len
+        writer.writerow([step, epoch, (step - 1) % epoch_len + 1, f"{loss:.7f}", rate])
+
+
+def preview_image(model, run, *, prompt: str, negative: str, steps: int, sampler: str, cfg: float, seed: int,
+                  width: int, height: int, out_path: str, preview_embedding: Embedding | None = None,
+                  extra_networks_off: bool = True):
+    """A txt2img preview inside the training job; the training's progress fields are restored."""
+    from modules import processing
+    state = shared.state
+    saved = (state.job, state.job_count, state.job_no, state.textinfo)
+    if preview_embedding is not None:
+        shared.embedding_db.register_embedding(preview_embedding)
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt=prompt, negative_prompt=negative, steps=steps, sampler_name=sampler, cfg_scale=cfg, seed=seed,
+        width=width, height=height, do_not_save_samples=True, do_not_save_grid=True,
+        disable_extra_networks=extra_networks_off)
+    try:
+        processed = processing.process_images(p)
+    finally:
+        state.job, state.job_count, state.job_no, state.textinfo = saved
+    if not processed.images:
+        return None
+    image = processed.images[0]
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    from modules import infotext_utils
+    image.save(out_path, pnginfo=infotext_utils.pnginfo_for(processed.infotexts[0]))
+    progress.add_preview(state, run, image, out_path)
+    return image
+
+
+def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
+    """Train on the queue worker; returns (message, final file). Interrupt stops before the next
+    step and still writes the file (and optimizer state), so a rerun resumes."""
+    template_path = validate_common(args, "embedding_name", "save_embedding_every")
+    state = shared.state
+    model = shared.model_holder.ensure_for_job()
+    require_resident_model(model)
+    name = args.embedding_name
+    embedding = shared.embedding_db.word_embeddings.get(name)
+    if embedding is None:
+        raise TrainingError(f"embedding_name: embedding '{name}' is not loaded (create it first, or refresh the "
+                            f"embeddings; loaded: {', '.join(shared.embedding_db.word_embeddings) or 'none'})")
+    if isinstance(embedding.vec, dict) != bool(model.is_sdxl):
+        raise TrainingError(f"embedding_name: '{name}' is made for {'SDXL' if isinstance(embedding.vec, dict) else 'SD1/SD2'}"
+                            f", the loaded model is {model.family}")
+    start_step = int(embedding.step or 0)
+    final_path = embedding.filename or embedding_path(name)
+    if start_step >= args.steps:
+        return f"Model has already been trained beyond specified max steps ({start_step} >= {args.steps})", final_path
+    scheduler = LearnRateScheduler(args.learn_rate, args.steps, start_step)
+    clip_scheduler = LearnRateScheduler(args.clip_grad_value, args.steps, start_step) \
+        if args.clip_grad_mode != "disabled" else None
+    run = progress.start(state, "train-embedding", name, args.steps, start_step)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    generator = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    device = model.device_config.device
+
+    log_dir = log_folder(args.log_directory, name)
+    dataset = datasets.build_ti_dataset(
+        model, args.data_root, width=args.training_width, height=args.training_height, varsize=args.varsize,
+        name=name, template_lines=templates.read_template(template_path), shuffle_tags=args.shuffle_tags,
+        tag_drop_out=float(args.tag_drop_out), latent_sampling_method=args.latent_sampling_method,
+        use_weight=args.use_weight, word_regex=shared.opts.dataset_filename_word_regex,
+        join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
+    batch_size = min(args.batch_size, len(dataset.items))
+    accumulation = max(1, min(args.gradient_step, len(dataset.items) // batch_size))
+    epoch_len = max(1, len(dataset.items) // batch_size // accumulation)
+    _write_settings(log_dir, args, model, len(dataset.items), embedding.vectors)
+
+    vec = _trainable(embedding.vec, device)
+    trained = Embedding(vec, name, step=start_step)
+    db = _database_with(trained)
+    optimizer = torch.optim.AdamW(_params(vec), lr=scheduler.learn_rate, weight_decay=0.0)
+    optim_file = final_path + ".optim"
+    if os.path.exists(optim_file):
+        saved = torch.load(optim_file, map_location="cpu", weights_only=True)
+        if saved.get("hash") == vec_checksum(embedding.vec):
+            optimizer.load_state_dict(saved["optimizer_state_dict"])
+        else:
+            print(f"Optimizer state {optim_file} does not match the embedding's vectors; starting a fresh optimizer")
+    parameterization = objective.parameterization_of(model)
+    scaler = grad_scaler(model)
+    step = start_step
+    interrupted = False
+    last_prompt = ""
+    batches: list = []
+    state.time_start = time.time()
+    try:
+        while step < args.steps:
+            if state.interrupted:
+                interrupted = True
+                break
+            scheduler.apply(optimizer, step)
+            if scheduler.finished:
+                break
+            total = 0.0
+            for _ in range(accumulation):
+                if not batches:
+                    batches = dataset.batches(batch_size, rng)
+                batch = batches.pop()
+                latents = torch.stack([dataset.latent_for(item, generator) for item in batch]).to(device)
+                x0 = latents * model.vae_scaling_factor
+                prompts = [dataset.prompt_for(item) for item in batch]
+                last_prompt = prompts[0]
+                cond = conditioning.encode_with_grad(model, prompts, embeddings=db)
+                t, noise = objective.sample_noise(x0, generator)
+                x_t, target = objective.noisy_latents_and_target(x0, noise, t, model.alphas_cumprod, parameterization)
+                if isinstance(cond, dict):
+                    h, w = x0.shape[2] * 8, x0.shape[3] * 8
+                    pred = objective.unet_prediction(model, model.unet, x_t, t, cond["crossattn"], cond["vector"],
+                                                     sdxl_time_ids(w, h, len(batch)))
+                else:
+                    pred = objective.unet_prediction(model, model.unet, x_t, t, cond)
+                weight = None
+                if args.use_weight and all(item.weight is not None for item in batch):
+                    weight = torch.stack([item.weight for item in batch]).to(device)
+                loss = objective.per_sample_mse(pred, target, weight).mean() / accumulation
+                scaler.scale(loss).backward()
+                total += float(loss.detach())
+            scaler.unscale_(optimizer)
+            if clip_scheduler is not None:
+                clip_scheduler.step(step)
+                clip_gradients(_params(vec), args.clip_grad_mode, clip_scheduler.learn_rate)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            trained.step = step
+            progress.report_step(state, run, step, total, last_prompt)
+            every_csv = shared.opts.training_write_csv_every
+            if args.log_directory and every_csv and step % every_csv == 0:
+                os.makedirs(log_dir, exist_ok=True)
+                _write_csv(os.path.join(log_dir, "textual_inversion_loss.csv"), step, epoch_len, total,
+                           scheduler.learn_rate)
+            if args.save_embedding_every and step % args.save_embedding_every == 0:
+                copy = os.path.join(log_dir, "embeddings", f"{name}-{step}.pt")
+                save_embedding_file(embedding, vec, copy, step, f"{name}-{step}",
+                                    optimizer if shared.opts.save_optimizer_state else None)
+                run.last_saved = copy
+            if args.create_image_every and step % args.create_image_every == 0:
+                _embedding_preview(model, run, args, embedding, vec, step, last_prompt, log_dir)
+    except Interrupted:
+        interrupted = True
+    finally:
+        # written even when the loop stops early, so the run can be resumed (merge-train.md §4.8)
+        # ours: the final file always gets its .optim, so any run can be continued with its
+        # optimizer state (save_optimizer_state decides for the copies in the log folder)
+        save_embedding_file(embedding, vec, final_path, step, name, optimizer)
+        run.last_saved = final_path
+        from modules import sd_models
+        sd_models.refresh_embeddings(model, force=True)
+    verb = "interrupted" if interrupted else "finished"
+    run.message = f"Training {verb} at {step} steps.\nEmbedding saved to {final_path}"
+    return run.message, final_path
+
+
+def _embedding_preview(model, run, args, embedding, vec, step, last_prompt, log_dir) -> None:
+    preview = Embedding(_detached(vec), args.embedding_name, step=step)
+    preview.hash = f"training-{vec_checksum(vec)}-{step}"  # a distinct cond-cache key per preview
+    if args.preview_from_txt2img:
+        options = dict(prompt=args.preview_prompt, negative=args.preview_negative_prompt, steps=args.preview_steps,
+                       sampler=_sampler_name(args.preview_sampler_name), cfg=args.preview_cfg_scale,
+                       seed=args.preview_seed, width=args.preview_width, height=args.preview_height)
+    else:
+        options = dict(prompt=last_prompt, negative="", steps=20, sampler="Euler a", cfg=7.0, seed=-1,
+                       width=args.training_width, height=args.training_height)
+    out = os.path.join(log_dir, "images", f"{args.embedding_name}-{step}.png")
+    image = preview_image(model, run, out_path=out, preview_embedding=preview, **options)
+    if image is not None and args.save_image_with_stored_embedding:
+        from modules.textual_inversion import image_embedding
+        data = embedding_to_data(preview)
+        data["name"] = args.embedding_name
+        target = os.path.join(log_dir, "image_embeddings", f"{args.embedding_name}-{step}.png")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        image_embedding.write_embedding_image(target, data, image.convert("RGB"))
+
+
+def _sampler_name(name: str) -> str:
+    from modules import sd_samplers
+    for sampler in sd_samplers.all_samplers:
+        if sampler.name.lower() == str(name).lower():
+            return sampler.name
+    return name
+
+
+def _write_settings(log_dir: str, args, model, image_count: int, vectors: int) -> None:
+    if not shared.opts.save_training_settings_to_txt or not args.log_directory:
+        return
+    os.makedirs(log_dir, exist_ok=True)
+    now = datetime.datetime.now()
+    record = {"datetime": now.strftime("%Y-%m-%d %H:%M:%S"), **asdict(args),
+              "model_name": model.sd_checkpoint_info.name_for_extra, "model_hash": model.sd_model_hash,
+              "num_of_dataset_images": image_count, "num_vectors_per_token": vectors}
+    path = os.path.join(log_dir, f"settings-{now.strftime('%Y-%m-%d-%H-%M-%S')}.json")
+    with open(path, "w", encoding="utf8") as file:
+        json.dump(record, file, indent=4)
+

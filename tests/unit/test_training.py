@@ -1,0 +1,446 @@
+"""Training on tiny models, in this process, through the queue: schedules, buckets, embedding
+create/train/resume/interrupt, LoRA train/resume and its kohya file (merge-train.md §9)."""
+import os
+import re
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modules.training import buckets, datasets, learn_schedule
+
+
+# ----------------------------------------------------------------------------------- pure parts
+
+def test_learn_rate_schedule_items_and_end():
+    s = learn_schedule.LearnRateScheduler("0.005:100, 1e-5:1000, 1e-5", max_steps=5000)
+    assert s.items == [(0.005, 100), (1e-5, 1000), (1e-5, 5000)]
+    s.step(99)
+    assert s.learn_rate == 0.005 and not s.finished
+    s.step(100)
+    assert s.learn_rate == 1e-5
+    alone = learn_schedule.LearnRateScheduler("0.005:100", max_steps=100000)
+    alone.step(100)
+    assert alone.finished  # the schedule alone ends training at 100
+    resumed = learn_schedule.LearnRateScheduler("0.1:10, 0.01:20", max_steps=30, start_step=10)
+    assert resumed.items == [(0.01, 20)]
+    assert learn_schedule.parse_schedule("0.1:999", max_steps=50) == [(0.1, 50)]
+    assert learn_schedule.parse_schedule(0.02, max_steps=5) == [(0.02, 5)]  # ours: a number is accepted
+    for bad in ("", "abc", "0.1:1.5", "0.1:5"):
+        with pytest.raises(learn_schedule.ScheduleError, match="Invalid learning rate schedule"):
+            learn_schedule.parse_schedule(bad, max_steps=10, start_step=5)
+
+
+def test_buckets_follow_kohyas_rule():
+    got = buckets.make_buckets((512, 512), 256, 1024, 64)
+    expected = {(512, 512)}
+    for w in range(256, 1025, 64):  # independent re-statement of §6.2
+        h = min(1024, (512 * 512) // w // 64 * 64)
+        if h >= 256:
+            expected |= {(w, h), (h, w)}
+    assert set(got) == expected and (256, 1024) in got and (768, 320) in got
+    assert buckets.nearest_bucket((1000, 600), got) == min(got, key=lambda b: abs(b[0] / b[1] - 1000 / 600))
+    image, crop = buckets.fit_to_bucket(Image.new("RGB", (100, 50)), (64, 64))
+    assert image.size == (64, 64) and crop == (0, (128 - 64) // 2)
+    assert buckets.no_upscale_bucket((300, 200), (512, 512)) == (256, 192)
+
+
+def test_captions_and_repeat_folders(tmp_path):
+    (tmp_path / "5_sks dog").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "5_sks dog" / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "5_sks dog" / "b.jpg")
+    (tmp_path / "5_sks dog" / "b.caption").write_text("dog on grass\nsecond line")
+    (tmp_path / "ignored").mkdir()
+    assert datasets.concept_folders(str(tmp_path)) == [(str(tmp_path / "5_sks dog"), 5, "sks dog")]
+    folder = tmp_path / "5_sks dog"
+    assert datasets.lora_caption(str(folder / "a.png"), "sks dog") == "sks dog"
+    assert datasets.lora_caption(str(folder / "b.jpg"), "sks dog") == "dog on grass"
+    (folder / "a.txt").write_text("")
+    with pytest.raises(datasets.DatasetError, match="empty"):
+        datasets.lora_caption(str(folder / "a.png"), "x")
+    assert datasets.caption_from_filename("/x/00012-a red fox.png") == "a red fox"
+    assert datasets.process_tags("a,b,c", False, 0.0, __import__("random").Random(0)) == "a,b,c"
+
+
+def test_alpha_weight_has_no_nan_and_keeps_orientation():
+    opaque = Image.new("RGBA", (64, 32), (0, 0, 0, 255))
+    assert torch.equal(datasets.alpha_weight(opaque, (4, 8)), torch.ones(4, 4, 8))
+    half = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
+    half.paste((0, 0, 0, 255), (0, 0, 32, 32))  # left half opaque
+    w = datasets.alpha_weight(half, (4, 8))
+    assert w.shape == (4, 4, 8) and w[0, :, 0].min() > w[0, :, 7].max()
+
+
+# ---------------------------------------------------------------------------- on the tiny models
+
+@pytest.fixture(scope="module")
+def session(webui_session, tmp_path_factory):
+    shared = webui_session
+    made = []
+    yield shared, made
+    for path in made:  # leave the shared data folder as other tests expect it
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+    shared.job_queue.run(lambda: shared.embedding_db.load_textual_inversion_embeddings(None, force_reload=True))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_images")
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")).save(root / f"{i:03d}-a red fox.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_line_template(session):
+    shared, made = session
+    from modules.training.templates import templates_dir
+    path = os.path.join(templates_dir(shared.cmd_opts), "test_name_only.txt")
+    with open(path, "w") as file:
+        file.write("[name]\n")
+    made.append(path)
+    return "test_name_only.txt"
+
+
+def on_model(shared, checkpoint, fn):
+    def job():
+        with shared.opts.override({"sd_model_checkpoint": checkpoint}):
+            return fn()
+    return shared.job_queue.run(job, name="test")
+
+
+def weights(model):
+    parts = {"unet": model.unet, "vae": model.vae, **{f"te{i}": t for i, t in enumerate(model.text_encoders)}}
+    return {f"{p}.{k}": v.detach().clone() for p, m in parts.items() for k, v in m.state_dict().items()}
+
+
+def same_weights(a, b):
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def evaluation_loss(model, prompt, folder):
+    """Mean ε-MSE over fixed (t, ε) pairs for the deterministic latents of the folder's images."""
+    from modules import conditioning
+    gen = torch.Generator().manual_seed(1234)
+    means = []
+    for path in sorted(os.listdir(folder)):
+        pixels = torch.from_numpy(np.asarray(Image.open(os.path.join(folder, path)).convert("RGB"), dtype=np.float32) / 127.5 - 1)
+        with torch.no_grad():
+            means.append(model.vae.encode(pixels.permute(2, 0, 1)[None]).latent_dist.mean)
+    x0 = torch.cat(means).repeat(16, 1, 1, 1) * model.vae_scaling_factor
+    t = torch.randint(0, 1000, (len(x0),), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    a = model.alphas_cumprod[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        cond = conditioning.encode(model, [prompt] * len(x0))
+        pred = model.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, encoder_hidden_states=cond).sample
+    return float(((pred - noise) ** 2).mean())
+
+
+def txt2img(shared, prompt, checkpoint="tiny-sd1"):
+    from modules import processing
+    p = processing.StableDiffusionProcessingTxt2Img(prompt=prompt, steps=3, width=64, height=64, seed=7,
+                                                    do_not_save_samples=True, do_not_save_grid=True)
+    return np.asarray(on_model(shared, checkpoint, lambda: processing.process_images(p)).images[0], dtype=np.int16)
+
+
+def test_create_embedding_file(session):
+    shared, made = session
+    from modules.training import embedding as te
+    path = on_model(shared, "tiny-sd1", lambda: te.create_embedding("test-created", 2, False, "*"))
+    made.append(path)
+    data = torch.load(path, weights_only=True)
+    assert data["string_to_token"] == {"*": 265} and data["step"] == 0 and data["name"] == "test-created"
+    vec = data["string_to_param"]["*"]
+    model = shared.model_holder.sd_model
+    star = model.tokenizers[0]("*", add_special_tokens=False)["input_ids"]
+    table = model.text_encoders[0].get_input_embeddings().weight
+    assert vec.shape == (2, 32) and torch.equal(vec[0], table[star[0]]) and torch.equal(vec[1], table[star[0]])
+    assert "test-created" in shared.embedding_db.word_embeddings
+    with pytest.raises(te.TrainingError, match="already exists"):
+        on_model(shared, "tiny-sd1", lambda: te.create_embedding("test-created", 2, False))
+    three = on_model(shared, "tiny-sd1", lambda: te.create_embedding("test-three", 4, True, "red fox cat"))
+    made.append(three)
+    ids = model.tokenizers[0]("red fox cat", add_special_tokens=False)["input_ids"]
+    vec = torch.load(three, weights_only=True)["string_to_param"]["*"]
+    assert [int(torch.argmin(((table - v) ** 2).sum(1))) for v in vec] == [ids[i * len(ids) // 4] for i in range(4)]
+
+
+def test_train_embedding_lowers_loss_keeps_model_and_resumes(session, images, one_line_template):
+    shared, made = session
+    from modules.training import embedding as te
+    from modules.training import progress
+    name = "test-trained"
+    path = on_model(shared, "tiny-sd1", lambda: te.create_embedding(name, 2, True, "*"))
+    made.append(path)
+    made.append(path + ".optim")
+    model = shared.model_holder.sd_model
+    before = weights(model)
+    image_before, other_before = txt2img(shared, f"a photo of {name}"), txt2img(shared, "a photo of a house")
+    loss_before = evaluation_loss(model, name, images)
+    log_dir = os.path.join(str(images), "..", "ti_log")
+    args = te.TrainEmbeddingArgs(embedding_name=name, learn_rate="0.05", data_root=str(images), log_directory=log_dir,
+                                 training_width=64, training_height=64, steps=60, template_filename=one_line_template,
+                                 create_image_every=0, save_embedding_every=20, seed=0)
+
+    def job():
+        with shared.opts.override({"sd_model_checkpoint": "tiny-sd1", "training_write_csv_every": 10}):
+            return te.train_embedding(args)
+    message, final = shared.job_queue.run(job, name="train_embedding")
+    assert message.startswith("Training finished at 60 steps") and final == path
+    losses = [loss for _, loss in progress.current().losses]
+    assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert same_weights(before, weights(model))
+    data = torch.load(path, weights_only=True)
+    assert data["step"] == 60
+    assert evaluation_loss(model, name, images) < loss_before
+    day = te.log_folder(log_dir, name)
+    assert sorted(os.listdir(os.path.join(day, "embeddings"))) == [f"{name}-20.pt", f"{name}-40.pt", f"{name}-60.pt"]
+    assert torch.load(os.path.join(day, "embeddings", f"{name}-20.pt"), weights_only=True)["step"] == 20
+    rows = open(os.path.join(day, "textual_inversion_loss.csv")).read().splitlines()
+    assert rows[0] == "step,epoch,epoch_step,loss,learn_rate" and [r.split(",")[0] for r in rows[1:]] == \
+        ["10", "20", "30", "40", "50", "60"]
+    # the reloaded file changes images whose prompt names it, and only those
+    assert np.abs(txt2img(shared, f"a photo of {name}") - image_before).max() > 0
+    assert np.array_equal(txt2img(shared, "a photo of a house"), other_before)
+
+    # resume: a rerun with a higher max continues at 60 with the optimizer state it saved
+    args.steps, args.save_embedding_every = 70, 0
+    message, _ = shared.job_queue.run(job, name="train_embedding")
+    assert message.startswith("Training finished at 70 steps")
+    assert [s for s, _ in progress.current().losses] == list(range(61, 71))
+    optim = torch.load(path + ".optim", weights_only=True)
+    assert optim["hash"] == te.vec_checksum(torch.load(path, weights_only=True)["string_to_param"]["*"])
+    assert int(optim["optimizer_state_dict"]["state"][0]["step"]) == 70  # 60 restored + 10 new
+    message, _ = shared.job_queue.run(job, name="train_embedding")
+    assert "already been trained beyond" in message
+
+
+def test_interrupt_stops_within_a_step_and_saves(session, images, one_line_template):
+    shared, made = session
+    from modules.training import embedding as te
+    name = "test-interrupted"
+    path = on_model(shared, "tiny-sd1", lambda: te.create_embedding(name, 1, True, "*"))
+    made += [path, path + ".optim"]
+    args = te.TrainEmbeddingArgs(embedding_name=name, learn_rate="0.01", data_root=str(images), log_directory="",
+                                 training_width=64, training_height=64, steps=100000, template_filename=one_line_template,
+                                 create_image_every=0, save_embedding_every=0, seed=0)
+    job = shared.job_queue.submit(lambda: te.train_embedding(args), name="train_embedding")
+    seen = []
+    deadline = time.time() + 60
+    while shared.state.job_no < 3 and time.time() < deadline:
+        if shared.state.job == "train-embedding":
+            seen.append((shared.state.job_no, shared.state.textinfo))
+        time.sleep(0.01)
+    at = shared.state.job_no
+    shared.state.interrupt()
+    message, _ = job.future.result(timeout=60)
+    step = torch.load(path, weights_only=True)["step"]
+    assert message.startswith("Training interrupted at") and at <= step <= at + 1 < 100000
+    assert any("Step:" in (text or "") for _, text in seen)
+    assert os.path.exists(path + ".optim")  # an interrupted run keeps its optimizer for the resume
+    assert txt2img(shared, "a fox").shape == (64, 64, 3)  # the queue serves the next generation
+
+
+# ---------------------------------------------------------------------------------------- LoRA
+
+@pytest.fixture(scope="module")
+def lora_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora_data")
+    folder = root / "2_sks fox"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")).save(folder / "a.png")
+    (folder / "a.txt").write_text("a photo of sks fox, red")
+    return root
+
+
+def lora_args(data, **extra):
+    from modules.training.lora import LoraTrainArgs
+    values = dict(train_data_dir=str(data), network_dim=4, network_alpha=2, resolution="64", min_bucket_reso=32,
+                  max_bucket_reso=128, bucket_reso_steps=32, learning_rate=1e-2, text_encoder_lr=1e-3, seed=0,
+                  save_precision="float", lr_scheduler="cosine", lr_warmup_steps=2)
+    values.update(extra)
+    return LoraTrainArgs(**values)
+
+
+def test_lora_training_writes_a_kohya_file(session, lora_data):
+    shared, made = session
+    from safetensors import safe_open
+
+    from modules.training import lora, lora_network, progress
+    model = on_model(shared, "tiny-sd1", lambda: shared.model_holder.ensure_for_job())
+    before = weights(model)
+    image_before = txt2img(shared, "a photo of sks fox")
+    args = lora_args(lora_data, output_name="test-lora", max_train_steps=40, network_train_unet_only=False,
+                     save_every_n_steps=20)
+    message, path = on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))
+    made += [path, path.replace(".safetensors", "-step00000020.safetensors"), lora.state_dir("test-lora")]
+    assert message.startswith("Training finished at 40 steps") and path == os.path.join(lora.lora_dir(), "test-lora.safetensors")
+    assert os.path.exists(made[1])
+    losses = [loss for _, loss in progress.current().losses]
+    assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert same_weights(before, weights(model))
+    assert np.array_equal(txt2img(shared, "a photo of sks fox"), image_before)  # no adapters left behind
+    with safe_open(path, "pt") as file:
+        meta = file.metadata()
+        tensors = {k: file.get_tensor(k) for k in file.keys()}
+    assert all(lora_network.KOHYA_KEY.match(k) for k in tensors)
+    modules = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
+    for name in modules:
+        assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= set(tensors)
+        assert tensors[f"{name}.alpha"].ndim == 0 and float(tensors[f"{name}.alpha"]) == 2.0
+    assert any(m.startswith("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q") for m in modules)
+    assert any(m.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj") for m in modules)
+    # 4 transformers (1 down, 1 mid, 2 up) x 12 targets = 48 UNet modules, 2 CLIP layers x 6 = 12
+    assert sum(m.startswith("lora_unet_") for m in modules) == 48 and sum(m.startswith("lora_te_") for m in modules) == 12
+    assert all(isinstance(v, str) for v in meta.values())
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0" and meta["ss_network_module"] == "networks.lora"
+    assert meta["ss_base_model_version"] == "sd_v1" and meta["ss_output_name"] == "test-lora" and meta["ss_steps"] == "40"
+    assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora" and meta["ss_v2"] == "False"
+    assert __import__("json").loads(meta["ss_dataset_dirs"]) == {"2_sks fox": {"n_repeats": 2, "img_count": 1}}
+    assert __import__("json").loads(meta["ss_tag_frequency"]) == {"2_sks fox": {"a photo of sks fox": 1, "red": 1}}
+    expected_hash, _ = lora_network.model_hashes(tensors, {k: v for k, v in meta.items() if k.startswith("ss_")})
+    assert meta["sshs_model_hash"] == expected_hash and re.fullmatch(r"[0-9a-f]{64}", expected_hash)
+    check_with_diffusers(path, tensors)
+
+    # resume continues the step count and the optimizer state
+    args = lora_args(lora_data, output_name="test-lora", max_train_steps=50, network_train_unet_only=False, resume=True)
+    message, _ = on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))
+    assert message.startswith("Training finished at 50 steps")
+    assert [s for s, _ in progress.current().losses] == list(range(41, 51))
+    state = torch.load(os.path.join(lora.state_dir("test-lora"), "train_state.pth"), weights_only=True)
+    assert state["step"] == 50 and int(state["optimizer"]["state"][0]["step"]) == 50
+
+
+def check_with_diffusers(path, tensors):
+    """diffusers' kohya reader loads the file onto a fresh copy of the tiny model, and fusing gives
+    W + (alpha/r)·up@down for every module in the file (so every key reached a module)."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    from modules.models.clip_tokenizer import load_clip_tokenizer
+    from modules.tiny_models import build_tiny_models
+    from modules.training import lora_network
+    built = build_tiny_models("sd1", seed=0)
+    pipe = StableDiffusionPipeline(vae=built["vae"], text_encoder=built["text_encoders"][0], tokenizer=load_clip_tokenizer(),
+                                   unet=built["unet"], scheduler=DDPMScheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    names = {}
+    for prefix, module in (("unet", pipe.unet), ("te", pipe.text_encoder)):
+        for path_, child in module.named_modules():
+            if isinstance(child, (torch.nn.Linear, torch.nn.Conv2d)):
+                kohya = lora_network.unet_module_name(path_, False, None) if prefix == "unet" else \
+                    "lora_te_text_model_" + path_.removeprefix("text_model.").replace(".", "_")
+                names[kohya] = (module, path_)
+    originals = {k: m.get_submodule(p).weight.detach().clone() for k, (m, p) in names.items()}
+    pipe.load_lora_weights(path)
+    pipe.fuse_lora(lora_scale=1.0)
+    modules = {k.split(".")[0] for k in tensors}
+    for name in modules:
+        module, path_ = names[name]
+        down, up = tensors[f"{name}.lora_down.weight"], tensors[f"{name}.lora_up.weight"]
+        scale = float(tensors[f"{name}.alpha"]) / down.shape[0]
+        delta = (up.flatten(1) @ down.flatten(1)).reshape(originals[name].shape) * scale
+        fused = module.get_submodule(path_).get_base_layer().weight if hasattr(module.get_submodule(path_), "get_base_layer") \
+            else module.get_submodule(path_).weight
+        assert torch.allclose(fused, originals[name] + delta, atol=1e-6), name
+
+
+def test_sdxl_lora_names_and_loss(session, lora_data):
+    shared, made = session
+    from safetensors import safe_open
+
+    from modules.training import lora, progress
+    model = on_model(shared, "tiny-sdxl", lambda: shared.model_holder.ensure_for_job())
+    before = weights(model)
+    args = lora_args(lora_data, output_name="test-lora-xl", max_train_steps=30, network_train_unet_only=False,
+                     save_state=False)
+    message, path = on_model(shared, "tiny-sdxl", lambda: lora.train_lora(args))
+    made.append(path)
+    losses = [loss for _, loss in progress.current().losses]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert same_weights(before, weights(model))
+    with safe_open(path, "pt") as file:
+        keys, meta = list(file.keys()), file.metadata()
+    assert any(k.startswith("lora_unet_input_blocks_") for k in keys) and any(k.startswith("lora_unet_middle_block_1_") for k in keys)
+    assert any(k.startswith("lora_te1_text_model_") for k in keys) and any(k.startswith("lora_te2_text_model_") for k in keys)
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+
+
+def test_lora_validation_names_the_field(session, lora_data):
+    shared, _ = session
+    from modules.training import lora
+    from modules.training.embedding import TrainingError
+    for bad, field in ((dict(network_dim=0), "network_dim"), (dict(lr_scheduler="cyclic"), "lr_scheduler"),
+                       (dict(resolution="abc"), "resolution"), (dict(train_data_dir="/nonexistent"), "train_data_dir"),
+                       (dict(num_class_images=3), "class_prompt")):
+        with pytest.raises(TrainingError, match=field):
+            on_model(shared, "tiny-sd1", lambda: lora.train_lora(lora_args(lora_data, **bad)))
+    assert threading.current_thread() is threading.main_thread()
+
+
+def test_objective_targets_eps_and_v():
+    from modules.training import objective
+    x0, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    t = torch.tensor([0, 500, 999])
+    alphas = torch.linspace(0.99, 0.01, 1000)
+    x_t, eps = objective.noisy_latents_and_target(x0, noise, t, alphas, "eps")
+    a = alphas[t].view(-1, 1, 1, 1)
+    assert torch.allclose(x_t, a.sqrt() * x0 + (1 - a).sqrt() * noise) and torch.equal(eps, noise)
+    _, v = objective.noisy_latents_and_target(x0, noise, t, alphas, "v")
+    assert torch.allclose(v, a.sqrt() * noise - (1 - a).sqrt() * x0)
+
+
+def test_prior_preservation_makes_class_images_and_samples(session, lora_data, tmp_path):
+    shared, made = session
+    import datetime
+
+    from safetensors import safe_open
+
+    from modules.training import lora
+    reg = tmp_path / "reg"
+    args = lora_args(lora_data, output_name="test-dreambooth", max_train_steps=4, network_train_unet_only=True,
+                     save_state=False, reg_data_dir=str(reg), class_prompt="a photo of a fox", num_class_images=2,
+                     prior_loss_weight=0.5, sample_prompts="sks fox --w 64 --h 64 --s 2 --d 5",
+                     sample_every_n_steps=2)
+    message, path = on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))
+    samples = os.path.join(shared.paths.data, "textual_inversion", datetime.date.today().isoformat(), "test-dreambooth")
+    made += [path, samples]
+    assert sorted(os.listdir(reg)) == ["class-00000.png", "class-00000.txt", "class-00001.png", "class-00001.txt"]
+    assert (reg / "class-00000.txt").read_text() == "a photo of a fox"
+    assert sorted(os.listdir(os.path.join(samples, "sample"))) == ["test-dreambooth_000002_00.png",
+                                                                    "test-dreambooth_000004_00.png"]
+    with safe_open(path, "pt") as file:
+        meta = file.metadata()
+    assert meta["ss_num_reg_images"] == "2" and meta["ss_prior_loss_weight"] == "0.5"
+    stamp = os.path.getmtime(reg / "class-00000.png")
+    on_model(shared, "tiny-sd1", lambda: lora.train_lora(args))  # enough class images now: none made
+    assert os.path.getmtime(reg / "class-00000.png") == stamp and len(os.listdir(reg)) == 4
+
+
+def test_sdxl_embedding_has_both_encoders_and_trains(session, images, one_line_template):
+    shared, made = session
+    from modules.training import embedding as te
+    path = on_model(shared, "tiny-sdxl", lambda: te.create_embedding("test-xl-emb", 2, True, "fox"))
+    made += [path, path + ".optim"]
+    data = torch.load(path, weights_only=True)
+    assert data["clip_l"].shape == (2, 32) and data["clip_g"].shape == (2, 48) and data["step"] == 0
+    model = shared.model_holder.sd_model
+    before = weights(model)
+    args = te.TrainEmbeddingArgs(embedding_name="test-xl-emb", learn_rate="0.05", data_root=str(images), log_directory="",
+                                 training_width=64, training_height=64, steps=10, template_filename=one_line_template,
+                                 create_image_every=0, save_embedding_every=0, seed=0)
+    message, _ = on_model(shared, "tiny-sdxl", lambda: te.train_embedding(args))
+    trained = torch.load(path, weights_only=True)
+    assert message.startswith("Training finished at 10 steps") and trained["step"] == 10
+    assert not torch.equal(trained["clip_l"], data["clip_l"]) and not torch.equal(trained["clip_g"], data["clip_g"])
+    assert same_weights(before, weights(model))
