@@ -154,9 +154,9 @@ class CFGDenoiser:
                                    a.n_rows)
             d_uncond = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids, g.image_cond, 0)
 
-        return self._combine(a, d_cond, d_uncond)
+        return self._combine(a, d_cond, d_uncond, x, sigma, skip_uncond)
 
-    def _combine(self, a: _ActiveConds, d_cond, d_uncond):
+    def _combine(self, a: _ActiveConds, d_cond, d_uncond, x, sigma, skip_uncond=False):
         g = self.guidance
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
@@ -199,17 +199,17 @@ class CFGDenoiser:
         uncond_ctx, uncond_vec = _split(params.text_uncond)
         if cond_ctx.shape[1] == uncond_ctx.shape[1]:
             denoised = self._denoise(x_in, sigma_in, torch.cat([cond_ctx, uncond_ctx]), both(cond_vec, uncond_vec),
-                                     both(a.cond_time_ids, a.uncond_time_ids), image_in)
+                                     both(a.cond_time_ids, a.uncond_time_ids), image_in, n)
         else:
             part = (lambda t, lo, hi: None if t is None else t[lo:hi])
             denoised = torch.cat([
-                self._denoise(x_in[:n], sigma_in[:n], cond_ctx, cond_vec, a.cond_time_ids, part(image_in, 0, n)),
+                self._denoise(x_in[:n], sigma_in[:n], cond_ctx, cond_vec, a.cond_time_ids, part(image_in, 0, n), n),
                 self._denoise(x_in[n:], sigma_in[n:], uncond_ctx, uncond_vec, a.uncond_time_ids,
-                              part(image_in, n, None))])
+                              part(image_in, n, None), 0)])
         after_unet = script_callbacks.CFGDenoisedParams(denoised, step, total, self.unet)
         script_callbacks.cfg_denoised_callback(after_unet)
         denoised = after_unet.x
-        result = self._combine(a, denoised[:n], denoised[n:])
+        result = self._combine(a, denoised[:n], denoised[n:], x, sigma)
         after_cfg = script_callbacks.AfterCFGCallbackParams(result, step, total)
         script_callbacks.cfg_after_cfg_callback(after_cfg)
         return after_cfg.x

@@ -72,11 +72,17 @@ class Upscaler:
         self.scale = 4
 
 
+def _upscalers() -> list:
+    """shared.sd_upscalers: the upscaler registry's entries (each has .name), as listed now."""
+    from modules import upscaling
+    return list(upscaling.core.list_upscalers())
+
+
 def install() -> None:
     config = shared.device_config
     for name, value in {
         "OptionHTML": OptionHTML, "options_templates": {}, "demo": getattr(shared, "demo", None),
-        "sd_upscalers": [Upscaler(name) for name in ("None", *hires.IMAGE_UPSCALERS)],
+        "sd_upscalers": _upscalers(),
         "face_restorers": [], "hypernetworks": {},
         "latent_upscale_modes": {name: {} for name in hires.LATENT_UPSCALE_MODES},
         "latent_upscale_default_mode": "Latent", "listfiles": listfiles, "walk_files": walk_files,

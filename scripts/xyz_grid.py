@@ -176,7 +176,7 @@ def _confirm_range(low, high):
 
 def _hires_upscalers():
     from modules import hires
-    return [*hires.LATENT_UPSCALE_MODES, "None", *hires.IMAGE_UPSCALERS]
+    return hires.upscaler_choices()
 
 
 def _checkpoints():
