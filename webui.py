@@ -1,5 +1,6 @@
 """Builds the server: FastAPI app with the API under /sdapi/v1 and the Gradio UI at /."""
 import os
+import shlex
 import socket
 import sys
 import time
@@ -23,6 +24,8 @@ def initialize(args) -> None:
     shared.configure(args)
     shared.opts.load(shared.paths.settings_file)
     freeze_from_flags(shared.opts, args)
+    from modules.extension_loading import startup  # extensions: scripts, callbacks, their settings
+    startup.load_extensions()
     for folder in (shared.paths.checkpoints, shared.paths.vae, shared.paths.embeddings):
         os.makedirs(folder, exist_ok=True)  # show new users where their files go
     shared.model_holder = sd_models.ModelHolder()
@@ -48,14 +51,22 @@ def create_app(args) -> FastAPI:
     server_routes.register(app, args)  # memory, checkpoint unload/reload, server stop, /internal/*
     api_creds = auth.api_credentials(args)
     app.add_middleware(auth.ApiAuthMiddleware, creds=api_creds, protect=auth.is_api_path)
+    from modules.extension_loading import page_assets, startup
+    demo = None
     if not args.nowebui:
         from modules.ui.app import CSS, JS, create_ui
         app.include_router(networks_routes.create_ui_router())  # card previews
         ui_creds = auth.ui_credentials(args)
         ui_auth = (lambda user, password: auth.check(ui_creds, user, password)) if ui_creds else None
         save_dir = os.path.join(shared.paths.data, shared.opts.outdir_save)  # Save/Zip downloads
-        gr.mount_gradio_app(app, create_ui(), path="/", auth=ui_auth, css=CSS, js=JS,
+        startup.before_ui()
+        demo = create_ui()
+        startup.after_ui(demo)
+        gr.mount_gradio_app(app, demo, path="/", auth=ui_auth, css=CSS + page_assets.extension_css(), js=JS,
+                            head=page_assets.extension_head(),
                             allowed_paths=[shared.paths.outputs, save_dir, *args.gradio_allowed_path])
+    startup.setup_scripts_without_ui()
+    startup.app_started(demo, app)
     return app
 
 
@@ -94,6 +105,9 @@ def main(argv=None) -> None:
     started = time.time()
     from modules import restart
     startup_timer.record("import modules")
+    from modules.extension_loading import preload  # extensions' preload.py may add flags
+    all_argv = list(sys.argv[1:] if argv is None else argv) + shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
+    cmd_args.parser_extenders[:] = [lambda parser: preload.run_preloads(parser, all_argv)]
     args = cmd_args.parse_args(argv)
     initialize(args)
     startup_timer.record("initialize")

@@ -160,6 +160,10 @@ _UNAVAILABLE = {
 }
 
 
+# Functions that add flags to the parser: extensions' preload.py (set by webui before parsing).
+parser_extenders: list = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launch.py", description="Stable Diffusion web UI")
     for flag, kind, default, help_text in _FLAGS:
@@ -191,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--controlnet-preprocessor-cache-size", type=int, default=16,
                         help="preprocessor results kept in memory")
     parser.add_argument("--controlnet-loglevel", default="INFO", help="ControlNet log level (accepted)")
+    for extend in parser_extenders:
+        extend(parser)
     return parser
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules import prompt_parser
+from modules import prompt_parser, script_callbacks
 from modules.noise_schedule import DiscreteSchedule
 
 
@@ -92,6 +92,7 @@ class CFGDenoiser:
         self._boundaries = sorted(ends)
         self._cached = (None, None)
         self.dtype = next(unet.parameters()).dtype
+        self.total_steps = 0  # the pass's step count, for the cfg_denoiser callbacks
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond, n_cond):
         added = None
@@ -134,6 +135,8 @@ class CFGDenoiser:
         skip_uncond = (g.s_min_uncond > 0 and float(sigma[0]) < g.s_min_uncond
                        and (self.step % 2 == 0 or g.s_min_uncond_all))
         self.step += 1
+        if not skip_uncond and _any_cfg_callbacks():
+            return self._call_with_callbacks(x, sigma, a)
 
         x_rows, sigma_rows = a.per_row(x), a.per_row(sigma)
         if skip_uncond:
@@ -151,6 +154,10 @@ class CFGDenoiser:
                                    a.n_rows)
             d_uncond = self._denoise(x, sigma, a.uncond_ctx, a.uncond_vec, a.uncond_time_ids, g.image_cond, 0)
 
+        return self._combine(a, d_cond, d_uncond, x, sigma, skip_uncond)
+
+    def _combine(self, a: _ActiveConds, d_cond, d_uncond, x, sigma, skip_uncond=False):
+        g = self.guidance
         self.last_denoised_uncond = d_uncond
         scale = g.cfg_scale * self.cond_scale_multiplier
         if g.image_cfg_scale is not None and g.image_cfg_scale != 1 and not skip_uncond:
@@ -169,3 +176,45 @@ class CFGDenoiser:
             z0, mask, nmask = self.mask_blend
             result = result * nmask + z0 * mask
         return result
+
+    def _call_with_callbacks(self, x, sigma, a: _ActiveConds):
+        """The evaluation with extensions' cfg_denoiser / cfg_denoised / cfg_after_cfg callbacks
+        (extensions.md §6.2 layout: prompt rows, then negative rows)."""
+        g = self.guidance
+        step, total = self.step - 1, self.total_steps
+        n = a.n_rows
+
+        def both(c, u):
+            return None if c is None else torch.cat([c, u])
+
+        def text(ctx, vec):
+            return ctx if vec is None else {"crossattn": ctx, "vector": vec}
+
+        params = script_callbacks.CFGDenoiserParams(
+            torch.cat([a.per_row(x), x]), both(a.cond_image, g.image_cond), torch.cat([a.per_row(sigma), sigma]),
+            step, total, text(a.cond_ctx, a.cond_vec), text(a.uncond_ctx, a.uncond_vec), self)
+        script_callbacks.cfg_denoiser_callback(params)
+        x_in, sigma_in, image_in = params.x, params.sigma, params.image_cond
+        cond_ctx, cond_vec = _split(params.text_cond)
+        uncond_ctx, uncond_vec = _split(params.text_uncond)
+        if cond_ctx.shape[1] == uncond_ctx.shape[1]:
+            denoised = self._denoise(x_in, sigma_in, torch.cat([cond_ctx, uncond_ctx]), both(cond_vec, uncond_vec),
+                                     both(a.cond_time_ids, a.uncond_time_ids), image_in, n)
+        else:
+            part = (lambda t, lo, hi: None if t is None else t[lo:hi])
+            denoised = torch.cat([
+                self._denoise(x_in[:n], sigma_in[:n], cond_ctx, cond_vec, a.cond_time_ids, part(image_in, 0, n), n),
+                self._denoise(x_in[n:], sigma_in[n:], uncond_ctx, uncond_vec, a.uncond_time_ids,
+                              part(image_in, n, None), 0)])
+        after_unet = script_callbacks.CFGDenoisedParams(denoised, step, total, self.unet)
+        script_callbacks.cfg_denoised_callback(after_unet)
+        denoised = after_unet.x
+        result = self._combine(a, denoised[:n], denoised[n:], x, sigma)
+        after_cfg = script_callbacks.AfterCFGCallbackParams(result, step, total)
+        script_callbacks.cfg_after_cfg_callback(after_cfg)
+        return after_cfg.x
+
+
+def _any_cfg_callbacks() -> bool:
+    m = script_callbacks.callback_map
+    return bool(m["callbacks_cfg_denoiser"] or m["callbacks_cfg_denoised"] or m["callbacks_cfg_after_cfg"])

@@ -769,3 +769,7 @@ def flatten(img: Image.Image, bgcolor) -> Image.Image:
         background.paste(img, mask=img)
         img = background
     return img.convert("RGB")
+
+
+# Labelled grids (X/Y/Z plot, Prompt matrix) live in modules.grid_annotations; A1111 names here.
+from modules.grid_annotations import GridAnnotation, draw_grid_annotations, draw_prompt_matrix  # noqa: E402,F401

@@ -65,6 +65,9 @@ class StableDiffusionProcessing:
     scripts: Any = None
     script_args: list = field(default_factory=list)
     user: str | None = None
+    is_api: bool = False
+    main_prompt: str | None = None           # the first prompt (grid infotext); set at job start
+    main_negative_prompt: str | None = None
     controlnet_units: list = field(default_factory=list)  # modules.controlnet.units.ControlNetUnit
 
     # filled while the job runs
@@ -290,8 +293,9 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts, all_seeds, all_su
         "Version": infotext_utils.version_string() if opts.add_version_to_infotext else None,
         "User": p.user if opts.add_user_name_to_info and p.user else None,
     }
-    prompt = p.prompt if use_main_prompt else all_prompts[index]
-    negative = p.negative_prompt if use_main_prompt else all_negative_prompts[index]
+    prompt = (p.main_prompt if p.main_prompt is not None else p.prompt) if use_main_prompt else all_prompts[index]
+    negative = (p.main_negative_prompt if p.main_negative_prompt is not None else p.negative_prompt) \
+        if use_main_prompt else all_negative_prompts[index]
     return infotext_utils.build_infotext(prompt, negative, params)
 
 
@@ -362,6 +366,8 @@ def schedule_steps(steps: int, sampler: sd_samplers.SamplerData) -> int:
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
     """Run a whole job: settings overrides for this job only, then every batch."""
+    if p.scripts is not None:  # extension hook: before the overrides apply
+        p.scripts.before_process(p)
     overrides = {k: v for k, v in (p.override_settings or {}).items()}
     with shared.opts.override(overrides):
         return _process_images_inner(p)
@@ -398,6 +404,39 @@ def _optional_checkpoint(name, same_label) -> "sd_models.CheckpointInfo | None":
     if not name or name in ("None", same_label):
         return None
     return sd_models.find_checkpoint(name)
+
+
+def _per_image(value, count: int) -> list:
+    """A value for every image: a list (scripts may give one per image) is cycled to `count`."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise GenerationError("an empty list of prompts or seeds was given")
+        return [value[i % len(value)] for i in range(count)]
+    return None
+
+
+def _fill_job_lists(p, count: int) -> None:
+    """all_prompts / all_negative_prompts / all_seeds / all_subseeds; p.prompt, p.negative_prompt
+    and p.seed may be lists with one entry per image (extensions.md §4)."""
+    seeds = _per_image(p.seed, count)
+    if seeds is not None:
+        p.all_seeds = [rng.get_fixed_seed(s) for s in seeds]
+        subseed = rng.get_fixed_seed(p.subseed if not isinstance(p.subseed, list) else p.subseed[0])
+        p.all_subseeds = [subseed + i for i in range(count)]
+        seed = p.all_seeds[0]
+    else:
+        seed, subseed = rng.get_fixed_seed(p.seed), rng.get_fixed_seed(p.subseed)
+        p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
+    prompts = _per_image(p.prompt, count) or [p.prompt] * count
+    negatives = _per_image(p.negative_prompt, count) or [p.negative_prompt] * count
+    if len(set(prompts)) == 1 and len(set(negatives)) == 1:
+        prompt, negative = _prepare_prompts(p, prompts[0], negatives[0])
+        p.all_prompts, p.all_negative_prompts = [prompt] * count, [negative] * count
+    else:
+        pairs = [_prepare_prompts(p, a, b) for a, b in zip(prompts, negatives)]
+        p.all_prompts, p.all_negative_prompts = [a for a, _ in pairs], [b for _, b in pairs]
+    p.main_prompt, p.main_negative_prompt = p.all_prompts[0], p.all_negative_prompts[0]
+    p.seed, p.subseed = seed, subseed
 
 
 def _prepare_prompts(p, prompt: str, negative: str) -> tuple[str, str]:
@@ -439,8 +478,9 @@ def _setup_hires(p) -> None:
         if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler" else p.sampler
     p.hr_scheduler_label = p.hr_scheduler if p.hr_scheduler and p.hr_scheduler != "Use same scheduler" \
         else p.scheduler
-    hr_prompt = p.hr_prompt or p.prompt
-    hr_negative = p.hr_negative_prompt or p.negative_prompt
+    first = (lambda v: v[0] if isinstance(v, (list, tuple)) and v else v)  # scripts may give lists
+    hr_prompt = p.hr_prompt or first(p.prompt)
+    hr_negative = p.hr_negative_prompt or first(p.negative_prompt)
     p.hr_prompt_text, p.hr_negative_text = _prepare_prompts(p, hr_prompt, hr_negative)
 
     params = p.extra_generation_params
@@ -562,13 +602,10 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     if not p.is_txt2img:
         p.fit_batch_size()
     count = p.batch_size * p.n_iter
-    seed = rng.get_fixed_seed(p.seed)
-    subseed = rng.get_fixed_seed(p.subseed)
-    p.all_seeds, p.all_subseeds = rng.get_image_seeds(seed, subseed, p.subseed_strength, count)
-    prompt, negative = _prepare_prompts(p, p.prompt, p.negative_prompt)
-    p.all_prompts = [prompt] * count
-    p.all_negative_prompts = [negative] * count
-    p.seed, p.subseed = seed, subseed
+    _fill_job_lists(p, count)
+    seed, subseed = p.seed, p.subseed
+    if p.scripts is not None:  # extension hook: may rewrite p.all_prompts (wildcards)
+        p.scripts.process(p)
     enable_hr = getattr(p, "enable_hr", False)
     if not p.is_txt2img:
         p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
@@ -584,11 +621,19 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             break
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
-        prompts, network_data = extra_networks.parse_prompts(p.all_prompts[batch])
-        negatives = p.all_negative_prompts[batch]  # tags in negatives stay text (networks.md §5.1)
+        p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+        p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+        if p.scripts is not None:  # extension hook: the batch's prompts may still change
+            p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        prompts, network_data = extra_networks.parse_prompts(p.prompts)
+        negatives = p.negative_prompts  # tags in negatives stay text (networks.md §5.1)
         if not p.disable_extra_networks:
             extra_networks.activate(p, network_data)
-        seeds, subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+        seeds, subseeds = p.seeds, p.subseeds
+        if p.scripts is not None:  # extension hooks: after extra networks, before conditioning
+            p.scripts.after_extra_networks_activate(p, batch_number=n, prompts=p.prompts, seeds=seeds,
+                                                    subseeds=subseeds, extra_network_data=network_data)
+            p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=seeds, subseeds=subseeds)
         try:
             model = p.sd_model
             if not p.is_txt2img:
@@ -603,6 +648,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 if opts.save_images_before_highres_fix and not p.do_not_save_samples:
                     _save_batch(p, to_pil(decode_latents(model, latents)), n, batch, "-before-highres-fix")
                 state.nextjob()
+                if p.scripts is not None:  # extension hook
+                    p.scripts.before_hr(p)
                 latents, model = _hires_pass(p, latents, prompts, negatives, seeds, subseeds, model)
         except Interrupted:
             if state.interrupted:
@@ -616,7 +663,11 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         if model.device_config.nan_check and torch.isnan(latents).any():
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
-        for i, image in enumerate(to_pil(decode_latents(model, latents, p))):
+        samples = decode_latents(model, latents, p)
+        if p.scripts is not None:  # extension hooks: postprocess_batch, postprocess_batch_list
+            kept = p.scripts.images_after_batch(p, samples, n)
+            samples = torch.stack(kept) if kept else samples[:0]
+        for i, image in enumerate(to_pil(samples)):
             p.batch_index = i
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
                                    iteration=n, position_in_batch=i)
@@ -625,6 +676,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                     _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i],
                               "-before-face-restoration")
                 image = face_restoration.restore_faces(image, p.face_restorer, opts.code_former_weight)
+            if p.scripts is not None:  # extension hook: postprocess_image (after face restoration)
+                image = p.scripts.image_after_postprocess(p, image)
             if not p.is_txt2img:  # colour correction and the overlay, after face restoration (A1111's order)
                 image = p.finish_image(image, i)
             if not p.do_not_save_samples and opts.samples_save:
@@ -644,7 +697,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             infotexts.insert(0, grid_text)
             index_of_first_image = 1
     output_images += controlnet_job.detected_maps(p)  # after the generated images (controlnet.md §5)
-    return Processed(
+    processed = Processed(
         p=p, images=output_images, seed=p.all_seeds[0], subseed=p.all_subseeds[0],
         info=infotexts[0] if infotexts else "", index_of_first_image=index_of_first_image,
         all_prompts=p.all_prompts,
@@ -652,3 +705,17 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         all_subseeds=p.all_subseeds, infotexts=infotexts, interrupted=interrupted,
         comments="\n".join(list(p.comments) + (["Interrupted: only finished images are returned"]
                                                  if interrupted else [])))
+    if p.scripts is not None:  # extension hook: may edit the result
+        p.scripts.postprocess(p, processed)
+    return processed
+
+
+def get_fixed_seed(seed) -> int:
+    """A1111's name: -1 (or None, '') becomes a random seed."""
+    return rng.get_fixed_seed(seed)
+
+
+def fix_seed(p) -> None:
+    """Replace -1 seeds of `p` with random ones (scripts do this before copying p)."""
+    p.seed = get_fixed_seed(p.seed)
+    p.subseed = get_fixed_seed(p.subseed)

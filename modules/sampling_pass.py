@@ -203,7 +203,8 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     if spec.init_latent is None:
         factor, noise_keys = sd_samplers.initial_noise_multiplier(spec.sampler, sigmas, opts)
         p.extra_generation_params.update(noise_keys)
-        x = noise.first().to(device) * factor
+        first_noise = noise.first().to(device)
+        x = first_noise * factor
     else:
         multiplier = opts.initial_noise_multiplier if spec.noise_multiplier is None else spec.noise_multiplier
         start_noise = noise.first().to(device)
@@ -211,6 +212,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         if opts.img2img_extra_noise > 0:  # §7.3: not scaled by σ
             p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
             x = x + start_noise * multiplier * opts.img2img_extra_noise
+        first_noise = start_noise
     sigmas = sigmas.to(device)
     blend = None
     if spec.mask is not None:
@@ -221,6 +223,8 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
     guidance, used = _guidance(p, model, spec, device, control)
     p.record_embeddings(used)
+    if getattr(p, "scripts", None) is not None:  # extension hook, before every sampling pass
+        p.scripts.process_before_every_sampling(p, x=x, noise=first_noise, c=guidance.cond, uc=guidance.uncond)
     state.sampling_steps = len(sigmas) - 1
     segments = [(model, sigmas, guidance)]
     switch = refiner_switch_index(sigmas, schedule, spec.refiner_switch_at) if spec.refiner else None
@@ -241,6 +245,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
         denoiser.mask_blend = blend
         on_step = _progress_callback(segment_model, step_offset, control)
+        denoiser.total_steps = state.sampling_steps  # for the cfg_denoiser callbacks
         with devices.on_device(segment_model.unet, segment_model.device_config):
             x = sd_samplers.run_sampler(spec.sampler, denoiser, x, segment_sigmas, options, noise.noise_sampler,
                                         seeds, callback=on_step, schedule=schedule,

@@ -263,6 +263,8 @@ class ModelHolder:
         from modules import sd_vae
         sd_vae.apply_vae_for(new_model)
         print(f"Loaded {info.title} ({new_model.family}, {new_model.parameterization})")
+        from modules import script_callbacks
+        script_callbacks.model_loaded_callback(new_model)  # extensions (reported, never fatal)
         return new_model
 
     def ensure_for_job(self) -> SdModel:

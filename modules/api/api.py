@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 
 from modules import (admission, face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers,
                      sd_vae, shared, upscaling)
-from modules.api import models
+from modules import scripts
+from modules.api import models, scripts_routes
 from modules.controlnet import job as controlnet_job
 from modules.controlnet import units as controlnet_units_module
 from modules.models.loader import ModelLoadError
@@ -125,21 +126,6 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
-# Built-in always-on UI scripts: their values come from the request fields, so for API requests an
-# entry naming them is accepted and changes nothing (api.md §8.5).
-BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "controlnet")
-
-
-def validate_scripts(script_name: str | None, alwayson_scripts: dict | None) -> None:
-    """No selectable or extension scripts are installed yet: naming one is an error, not a silent
-    plain generation (api.md §8.5)."""
-    if script_name:
-        raise HTTPException(422, f"Script '{script_name}' not found")
-    for title in alwayson_scripts or {}:
-        if title.lower() not in BUILTIN_ALWAYSON_SCRIPTS:
-            raise HTTPException(422, f"always on script {title} not found")
-
-
 def controlnet_units(alwayson_scripts: dict | None) -> list:
     """`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` (title case-insensitive) -> units,
     checked before the job so that a bad unit is a 422 naming it (controlnet.md §2.3)."""
@@ -187,7 +173,6 @@ def build_processing(req: models._ProcessingRequest, processing_class, **decoded
     for side in ("width", "height"):
         if not 64 <= args[side] <= 8192:
             raise HTTPException(422, f"{side} must be between 64 and 8192, got {args[side]}")
-    validate_scripts(args["script_name"], args["alwayson_scripts"])
     overrides = validate_overrides(args["override_settings"])
     fields = {name: args[name] for name in processing_class.__dataclass_fields__
               if name in args and name not in _NOT_PROCESSING_FIELDS}
@@ -197,6 +182,8 @@ def build_processing(req: models._ProcessingRequest, processing_class, **decoded
     p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
     p.comments = args["comments"] or {}
     p.controlnet_units = controlnet_units(args["alwayson_scripts"])
+    scripts_routes.attach_scripts(p, not processing_class.is_txt2img, args["script_name"], args["script_args"],
+                                  args["alwayson_scripts"])
     return req, args, p
 
 
@@ -204,7 +191,7 @@ def run_generation(p, args: dict, name: str):
     """Run the job on the queue; (processed, base64 images or [] when send_images is off)."""
     task_id = args["force_task_id"] or jobs.new_task_id(name)
     try:
-        processed = shared.job_queue.run(lambda: processing.process_images(p), name=name, task_id=task_id)
+        processed = shared.job_queue.run(lambda: scripts.process_with_scripts(p), name=name, task_id=task_id)
     except Exception as e:  # noqa: BLE001 - mapped to a status, or re-raised as a 500
         _raise_for(e)
     # ControlNet's detected maps come after the images and have no infotext
@@ -238,6 +225,7 @@ class Api:
         from modules.api import extras_routes
         extras_routes.register(r)
         app.include_router(self.router)
+        app.include_router(scripts_routes.create_router())  # /scripts, /script-info, /extensions
         app.add_api_route("/internal/ping", lambda: {}, methods=["GET"])
         app.add_api_route("/internal/pending-tasks", self.pending_tasks, methods=["GET"])
 

@@ -9,7 +9,8 @@ import gradio as gr
 
 from modules import hires, infotext_fields, jobs, processing, sd_models, sd_samplers, sd_schedulers, shared
 from modules.models.loader import ModelLoadError
-from modules.ui import extra_networks_panel, save_outputs, styles_ui
+from modules import scripts
+from modules.ui import extra_networks_panel, save_outputs, scripts_ui, styles_ui
 from modules.ui.jobs_ui import watch_job
 
 # Errors whose message tells the user what to do; anything else is a bug and shows its type too.
@@ -63,6 +64,7 @@ def make_generate(controls: dict):
             yield error_outputs(e)
             return
         p = processing.StableDiffusionProcessingTxt2Img(**fields, user=getattr(request, "username", None))
+        scripts_ui.attach(p, "txt2img", values[len(controls):])  # the values after the tab's own controls
         yield from stream_job(p, "txt2img", progress)
     return generate
 
@@ -75,7 +77,7 @@ def error_outputs(e: Exception) -> list:
 def stream_job(p, name: str, progress, started: float | None = None):
     """Run p on the job queue, yielding live previews, then the gallery outputs (txt2img, img2img)."""
     started = time.perf_counter() if started is None else started
-    watcher = watch_job(lambda: processing.process_images(p), name, progress, task_id=jobs.new_task_id(name))
+    watcher = watch_job(lambda: scripts.process_with_scripts(p), name, progress, task_id=jobs.new_task_id(name))
     while True:
         try:
             preview = next(watcher)
@@ -278,6 +280,7 @@ def create() -> dict:
                 c["override_settings"] = gr.Dropdown(label="Override settings", value=[], choices=[],
                                                      multiselect=True, visible=False,
                                                      elem_id="txt2img_override_settings")
+                script_inputs = scripts_ui.create("txt2img")
             with gr.Column():
                 gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="txt2img_gallery",
                                      buttons=["download", "fullscreen"], interactive=False)
@@ -294,10 +297,11 @@ def create() -> dict:
 
         inputs = list(c.values())
         outputs = [gallery, infotext, notes, infotexts]
+        job_inputs = inputs + script_inputs
         generate = make_generate(c)
         # our own job queue orders the work, so Gradio need not serialise these events
-        generate_button.click(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
-        c["prompt"].submit(generate, inputs=inputs, outputs=outputs, concurrency_limit=None,
+        generate_button.click(generate, inputs=job_inputs, outputs=outputs, concurrency_limit=None, api_name="txt2img")
+        c["prompt"].submit(generate, inputs=job_inputs, outputs=outputs, concurrency_limit=None,
                            api_visibility="private")
         private = {"queue": False, "api_visibility": "private"}
         interrupt_button.click(lambda: shared.state.interrupt(), **private)
@@ -307,8 +311,9 @@ def create() -> dict:
             box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
                        trigger_mode="always_last", **private)
         names = list(c)
-        paste_button.click(lambda text: paste_parameters(text, names), inputs=[c["prompt"]], outputs=inputs,
-                           **private)
+        # one event for the tab's and the scripts' fields: a second one would read the rewritten prompt box
+        paste_button.click(lambda text: [*paste_parameters(text, names), *scripts_ui.paste_values("txt2img", text)],
+                           inputs=[c["prompt"]], outputs=inputs + scripts_ui.paste_outputs("txt2img"), **private)
         random_seed.click(lambda: -1, outputs=[c["seed"]], **private)
         reuse_seed.click(_last_seed, inputs=[infotext], outputs=[c["seed"]], **private)
     return {"controls": c, "paste": lambda text: values_from_infotext(text, names), "gallery": gallery,

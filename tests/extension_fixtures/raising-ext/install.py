@@ -1,0 +1,1 @@
+raise SystemExit("raising-ext: install.py fails on purpose")

@@ -1,0 +1,1 @@
+raise ImportError("raising-ext: this script is broken on purpose")
