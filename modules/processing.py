@@ -622,6 +622,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
         p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+        shared.model_holder.take_back(p.sd_model)  # issue 11: the refiner may hold it since the last batch
         p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         if p.scripts is not None:  # extension hook: the batch's prompts may still change
             p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
