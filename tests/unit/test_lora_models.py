@@ -192,3 +192,24 @@ def test_lowvram_offloaded_weights_are_patched_and_restored(webui_session, data_
     hook_weights = layer(offloaded.unet, UNET_LAYER)._hf_hook.weights_map
     assert torch.equal(hook_weights["weight"], originals[UNET_LAYER + ".weight"])
     assert torch.equal(shared.job_queue.run(lambda: forward(offloaded)), unpatched)
+
+
+@pytest.mark.parametrize("family,encoder,prefix", [("sd2", 0, "lora_te_"), ("sdxl", 1, "lora_te2_"), ("sd1", 0, "lora_te_")])
+def test_openclip_layer_norm_keys_are_dropped_as_a1111_does(webui_session, data_dir, family, encoder, prefix):
+    """networks.md §2.4: `layer_norm1/2` keys match nothing on OpenCLIP encoders (SD2, SDXL's second);
+    on CLIP-L they are ordinary norm layers."""
+    shared = webui_session
+    model = use(shared, family)
+    norm = next(m for p, m in model.text_encoders[encoder].named_modules() if p.endswith("encoder.layers.0.layer_norm1"))
+    name = f"{prefix}text_model_encoder_layers_0_layer_norm1"
+    state = {f"{name}.w_norm": torch.full_like(norm.weight, 0.5), f"{name}.b_norm": torch.full_like(norm.bias, 0.25)}
+    write(data_dir, f"norm-{family}", state)
+    before = norm.weight.detach().clone()
+    report = activate(shared, [f"norm-{family}"], [1.0])
+    try:
+        if family == "sd1":
+            assert report.unmatched == {} and torch.allclose(norm.weight, before + 0.5)
+        else:
+            assert report.unmatched == {f"norm-{family}": [name]} and torch.equal(norm.weight, before)
+    finally:
+        shared.job_queue.run(lora.restore_all)
