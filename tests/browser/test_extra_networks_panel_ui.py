@@ -28,7 +28,7 @@ def lora_file(data_dir):
 
 def test_lora_card_toggles_tag_and_generates(page, server, lora_file):  # noqa: F811
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sd1"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sd1"), timeout=120_000)  # the start-up load may still run
     set_job(page, "a lighthouse", steps=2, size=(64, 64))
     page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
     page.locator("#txt2img_lora_tab-button").click()
