@@ -311,6 +311,7 @@ def test_lora_training_writes_a_kohya_file(session, lora_data):
     expected_hash, _ = lora_network.model_hashes(tensors, {k: v for k, v in meta.items() if k.startswith("ss_")})
     assert meta["sshs_model_hash"] == expected_hash and re.fullmatch(r"[0-9a-f]{64}", expected_hash)
     check_with_diffusers(path, tensors)
+    check_with_our_loader(shared, "tiny-sd1", "test-lora", tensors)
 
     # resume continues the step count and the optimizer state
     args = lora_args(lora_data, output_name="test-lora", max_train_steps=50, network_train_unet_only=False, resume=True)
@@ -319,6 +320,36 @@ def test_lora_training_writes_a_kohya_file(session, lora_data):
     assert [s for s, _ in progress.current().losses] == list(range(41, 51))
     state = torch.load(os.path.join(lora.state_dir("test-lora"), "train_state.pth"), weights_only=True)
     assert state["step"] == 50 and int(state["optimizer"]["state"][0]["step"]) == 50
+
+
+def check_with_our_loader(shared, checkpoint, name, tensors):
+    """The new file is listed without a refresh, and our LoRA loader (modules.networks) matches every
+    module of it to a layer of the loaded model and patches W + (alpha/r)·up@down into it."""
+    from modules.networks import keymap
+    from modules.networks import lora as networks_lora
+
+    def job():
+        model = shared.model_holder.ensure_for_job()
+        assert networks_lora.registry.find(name) is not None
+        table = keymap.module_table(model)
+        modules = {k.split(".")[0] for k in tensors}
+        originals = {m: table[m].module.weight.detach().clone() for m in modules if m in table}
+        report = networks_lora.load_networks([name], model=model)
+        try:
+            assert not report.not_found and not report.failed_to_load and not report.refused
+            assert report.unmatched == {} and report.errors == {}
+            assert set(report.networks[0].modules) == modules == set(originals)
+            for module_name, target in report.networks[0].modules.items():
+                down, up = tensors[f"{module_name}.lora_down.weight"], tensors[f"{module_name}.lora_up.weight"]
+                scale = float(tensors[f"{module_name}.alpha"]) / down.shape[0]
+                expected = originals[module_name] + (up.flatten(1) @ down.flatten(1)).reshape(
+                    originals[module_name].shape) * scale
+                assert torch.allclose(target.module.weight, expected, atol=1e-5), module_name
+        finally:
+            networks_lora.load_networks([], model=model)
+        assert all(torch.equal(table[m].module.weight, w) for m, w in originals.items())  # restored bit for bit
+
+    on_model(shared, checkpoint, job)
 
 
 def check_with_diffusers(path, tensors):
@@ -370,6 +401,8 @@ def test_sdxl_lora_names_and_loss(session, lora_data):
     assert same_weights(before, weights(model))
     with safe_open(path, "pt") as file:
         keys, meta = list(file.keys()), file.metadata()
+        tensors = {k: file.get_tensor(k) for k in keys}
+    check_with_our_loader(shared, "tiny-sdxl", "test-lora-xl", tensors)
     assert any(k.startswith("lora_unet_input_blocks_") for k in keys) and any(k.startswith("lora_unet_middle_block_1_") for k in keys)
     assert any(k.startswith("lora_te1_text_model_") for k in keys) and any(k.startswith("lora_te2_text_model_") for k in keys)
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
