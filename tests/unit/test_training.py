@@ -610,3 +610,29 @@ def test_train_hypernetwork_lowers_loss_applies_through_loader_and_resumes(sessi
     assert optim["optimizer_state_dict"]["param_groups"][0]["weight_decay"] == 0.01
     message, _ = shared.job_queue.run(job, name="train_hypernetwork")
     assert "already been trained beyond" in message
+
+
+def test_interrupt_hypernetwork_training_saves_file_and_optimizer(session, images):
+    shared, made = session
+    from modules.training import hypernetwork as th
+    name = "test-hn-interrupted"
+    path = on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork(name, [32], True))
+    made += [path, path + ".optim"]
+    args = th.TrainHypernetworkArgs(hypernetwork_name=name, learn_rate="0.001", data_root=str(images), log_directory="",
+                                    training_width=64, training_height=64, steps=100000, create_image_every=0,
+                                    save_hypernetwork_every=0, seed=0)
+
+    def job():
+        with shared.opts.override({"sd_model_checkpoint": "tiny-sd1"}):
+            return th.train_hypernetwork(args)
+    running = shared.job_queue.submit(job, name="train_hypernetwork")
+    deadline = time.time() + 60
+    while not (shared.state.job == "train-hypernetwork" and shared.state.job_no >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    at = shared.state.job_no
+    shared.state.interrupt()
+    message, _ = running.future.result(timeout=60)
+    step = torch.load(path, weights_only=True)["step"]
+    assert message.startswith("Training interrupted at") and at <= step <= at + 1
+    assert torch.load(path + ".optim", weights_only=True)["hash"] == th.file_hash(path)
+    assert txt2img(shared, f"a fox <hypernet:{name}:1>").shape == (64, 64, 3)
