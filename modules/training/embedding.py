@@ -365,14 +365,16 @@ def _sampler_name(name: str) -> str:
     return name
 
 
-def _write_settings(log_dir: str, args, model, image_count: int, vectors: int) -> None:
+def _write_settings(log_dir: str, args, model, image_count: int, vectors: int | None) -> None:
     if not shared.opts.save_training_settings_to_txt or not args.log_directory:
         return
     os.makedirs(log_dir, exist_ok=True)
     now = datetime.datetime.now()
     record = {"datetime": now.strftime("%Y-%m-%d %H:%M:%S"), **asdict(args),
               "model_name": model.sd_checkpoint_info.name_for_extra, "model_hash": model.sd_model_hash,
-              "num_of_dataset_images": image_count, "num_vectors_per_token": vectors}
+              "num_of_dataset_images": image_count}
+    if vectors is not None:  # hypernetworks have none
+        record["num_vectors_per_token"] = vectors
     path = os.path.join(log_dir, f"settings-{now.strftime('%Y-%m-%d-%H-%M-%S')}.json")
     with open(path, "w", encoding="utf8") as file:
         json.dump(record, file, indent=4)

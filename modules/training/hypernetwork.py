@@ -296,7 +296,7 @@ def train_hypernetwork(args: TrainHypernetworkArgs) -> tuple[str, str]:
         join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
     batch_size = min(args.batch_size, len(dataset.items))
     accumulation = max(1, min(args.gradient_step, len(dataset.items) // batch_size))
-    _write_settings(log_dir, args, model, len(dataset.items), 0)
+    _write_settings(log_dir, args, model, len(dataset.items), None)
 
     for pair in hn.layers.values():
         for module in pair:

@@ -636,3 +636,22 @@ def test_interrupt_hypernetwork_training_saves_file_and_optimizer(session, image
     assert message.startswith("Training interrupted at") and at <= step <= at + 1
     assert torch.load(path + ".optim", weights_only=True)["hash"] == th.file_hash(path)
     assert txt2img(shared, f"a fox <hypernet:{name}:1>").shape == (64, 64, 3)
+
+
+def test_sdxl_hypernetwork_trains_on_the_block_widths(session, images):
+    shared, made = session
+    from modules.training import hypernetwork as th
+    model = on_model(shared, "tiny-sdxl", lambda: shared.model_holder.ensure_for_job())
+    widths = sorted(th.attention_widths(model.unet))
+    name = "test-hn-xl"
+    path = on_model(shared, "tiny-sdxl", lambda: th.create_hypernetwork(name, widths, True))
+    made += [path, path + ".optim"]
+    args = th.TrainHypernetworkArgs(hypernetwork_name=name, learn_rate="0.001", data_root=str(images), log_directory="",
+                                    training_width=64, training_height=64, steps=5, create_image_every=0,
+                                    save_hypernetwork_every=0, seed=0)
+    before = torch.load(path, weights_only=True)
+    message, _ = on_model(shared, "tiny-sdxl", lambda: th.train_hypernetwork(args))
+    after = torch.load(path, weights_only=True)
+    assert message.startswith("Training finished at 5 steps") and after["step"] == 5
+    for width in widths:
+        assert not torch.equal(before[width][0]["linear.0.weight"], after[width][0]["linear.0.weight"])
