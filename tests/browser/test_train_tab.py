@@ -25,7 +25,7 @@ def dataset(tmp_path, data_dir):
 
 def test_create_and_train_an_embedding(page, server, dataset):  # noqa: F811
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=90_000)
     page.get_by_role("tab", name="Train").first.click()
     page.locator("#train_new_embedding_name textarea").fill("uitrain")
     page.locator("#train_overwrite_old_embedding input").check()
