@@ -10,7 +10,7 @@ from modules import processing, sd_samplers, sd_schedulers, shared
 from modules.img2img import batch, editor_inputs
 from modules.img2img.prepare import MASKED_CONTENT_NAMES
 from modules.img2img.resize import RESIZE_MODE_NAMES
-from modules.ui import extra_networks_panel, save_outputs, styles_ui
+from modules.ui import extra_networks_panel, interrogate_buttons, save_outputs, styles_ui
 from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _seed_section, _last_seed,
                                 count_tokens, error_outputs, format_duration, paste_parameters, stream_job,
                                 values_from_infotext)
@@ -210,7 +210,9 @@ def create() -> dict:
                 with gr.Row():
                     interrupt_button = gr.Button("Interrupt", elem_id="img2img_interrupt")
                     skip_button = gr.Button("Skip", elem_id="img2img_skip")
-                paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
+                with gr.Row():
+                    paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
+                    interrogate_tools = interrogate_buttons.create_buttons()  # 📎 / 📦 (issue 8)
         c["styles"] = styles_ui.create("img2img", c["prompt"], c["negative_prompt"])
         extra_networks_panel.create("img2img", c["prompt"], c["negative_prompt"])
         mode = gr.State(0)
@@ -300,6 +302,7 @@ def create() -> dict:
             tab.select(lambda: gr.Slider(visible=_pix2pix_loaded()),
                        outputs=[c["image_cfg_scale"]], **private)
         _wire_copy_buttons(sources, [mode, inpaint_group, extras["mask_alpha"]], batch_controls)
+        interrogate_buttons.wire(interrogate_tools, mode, sources, batch_controls, c["prompt"], notes)
         detect_size.click(_detect_size, inputs=[mode, *sources.values(), c["width"], c["height"]],
                           outputs=[c["width"], c["height"]], **private)
     return {"controls": c, "paste": lambda text: values_from_infotext(text, names),
