@@ -17,9 +17,8 @@ LABELS = {"clip": "Interrogate CLIP", "deepdanbooru": "Interrogate DeepBooru"}
 
 def create_buttons() -> dict:
     """The two tool buttons (A1111's elem ids); place them inside the caller's toolbar row."""
-    return {"clip": gr.Button("📎", elem_id="interrogate", tooltip=LABELS["clip"], scale=0, min_width=40),
-            "deepdanbooru": gr.Button("📦", elem_id="deepbooru", tooltip=LABELS["deepdanbooru"], scale=0,
-                                      min_width=40)}
+    return {model: gr.Button(icon, elem_id=elem_id, elem_classes=["tool"], scale=0, min_width=40)
+            for model, icon, elem_id in (("clip", "📎", "interrogate"), ("deepdanbooru", "📦", "deepbooru"))}
 
 
 def mode_image(mode: int, sources: dict) -> Image.Image:
