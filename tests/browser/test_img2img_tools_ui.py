@@ -9,7 +9,7 @@ from tests.browser.test_ui import browser, page  # noqa: F401 (fixtures)
 
 def _upscale_in_extras(page, source):
     page.get_by_role("tab", name="Extras").click(timeout=90_000)
-    page.locator("#extras_image input[type=file]").set_input_files(str(source))
+    page.locator("#extras_image input[type=file]").set_input_files(str(source), timeout=90_000)
     page.locator("#extras_upscaling_resize input[type=number]").fill("2")
     page.locator("#extras_upscaler_1 input").click()
     page.get_by_role("option", name="Nearest", exact=True).click()
@@ -40,7 +40,7 @@ def test_interrogate_without_weights_says_which_folder(page, server, tmp_path): 
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(source)
     page.goto(server.url + "/")
     page.get_by_role("tab", name="img2img", exact=True).first.click(timeout=90_000)
-    page.locator("#img2img_image input[type=file]").set_input_files(str(source))
+    page.locator("#img2img_image input[type=file]").set_input_files(str(source), timeout=90_000)
     expect(page.locator("#img2img_image img")).to_be_visible(timeout=60_000)
     page.locator("#img2img_prompt textarea").fill("kept prompt")
     page.locator("#deepbooru").click()
