@@ -17,7 +17,7 @@ def _upscale_in_extras(page, source):
     expect(page.locator("#extras_gallery img").first).to_be_visible(timeout=60_000)
 
 
-def test_extras_gallery_sends_to_img2img_inpaint_and_extras(page, server, tmp_path):  # noqa: F811
+def test_extras_gallery_sends_to_img2img_and_extras(page, server, tmp_path):  # noqa: F811
     source = tmp_path / "small.png"
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(source)
     page.goto(server.url + "/")
@@ -27,9 +27,6 @@ def test_extras_gallery_sends_to_img2img_inpaint_and_extras(page, server, tmp_pa
     page.locator("#img2img_detect_image_size_btn").click()  # the sent image is the 64×48 result
     expect(page.locator("#img2img_width input[type=number]")).to_have_value("64", timeout=60_000)
     expect(page.locator("#img2img_height input[type=number]")).to_have_value("48")
-    page.get_by_role("tab", name="Extras").click(timeout=90_000)
-    page.locator("#extras_send_to_inpaint").click()
-    expect(page.locator("#img2maskimg canvas").first).to_be_visible(timeout=60_000)
     page.get_by_role("tab", name="Extras").click(timeout=90_000)
     page.locator("#extras_send_to_extras").click()
     expect(page.locator("#extras_image img")).to_be_visible(timeout=60_000)
