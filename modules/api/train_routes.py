@@ -46,7 +46,11 @@ def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel
     hints = typing.get_type_hints(dataclass_type)
     spec = {}
     for f in dataclasses.fields(dataclass_type):
-        spec[f.name] = (overrides.get(f.name, hints[f.name]), f.default)
+        if f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:  # `...` is pydantic's "required": a missing field is a 422, not a 500 from the dataclass
+            default = ... if f.default is dataclasses.MISSING else f.default
+        spec[f.name] = (overrides.get(f.name, hints[f.name]), default)
     return create_model(name, __config__=ConfigDict(extra="forbid"), id_task=(str | None, None), **spec)
 
 
@@ -66,11 +70,21 @@ def _run(fn, kind: str, task_id: str | None):
         raise HTTPException(503, str(e)) from None
 
 
+# Names become file names (<name>.pt, <name>.safetensors, <name>-state): most file systems take 255 bytes.
+MAX_NAME_BYTES = 200
+
+
+def _check_file_name(field: str, value: str | None) -> None:
+    if value is not None and len(value.encode("utf8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise HTTPException(422, f"{field}: at most {MAX_NAME_BYTES} bytes, it becomes a file name")
+
+
 def create_router() -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/create/embedding")
     def create_embedding_api(req: CreateEmbeddingRequest):
+        _check_file_name("name", req.name)
         path = _run(lambda: create_embedding(req.name, req.num_vectors_per_token, req.overwrite_old, req.init_text),
                     "create_embedding", None)
         return {"info": f"create embedding filename: {path}"}
@@ -82,6 +96,7 @@ def create_router() -> APIRouter:
 
     @router.post("/train/embedding")
     def train_embedding_api(req: TrainEmbeddingRequest):
+        _check_file_name("embedding_name", req.embedding_name)
         values = req.model_dump(exclude={"id_task"})
         for key in ("learn_rate", "clip_grad_value"):
             values[key] = str(values[key])
@@ -106,6 +121,7 @@ def create_router() -> APIRouter:
 
     @router.post("/train/lora")
     def train_lora_api(req: TrainLoraRequest):
+        _check_file_name("output_name", req.output_name)
         args = LoraTrainArgs(**req.model_dump(exclude={"id_task"}))
         try:
             message, path = _run(lambda: train_lora(args), "train_lora", req.id_task)
