@@ -12,7 +12,7 @@ from modules.img2img.prepare import MASKED_CONTENT_NAMES
 from modules.img2img.resize import RESIZE_MODE_NAMES
 from modules.ui import extra_networks_panel, save_outputs, scripts_ui, styles_ui
 from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _seed_section, _last_seed,
-                                count_tokens, error_outputs, format_duration, paste_parameters, stream_job,
+                                error_outputs, format_duration, paste_parameters, stream_job, token_counter,
                                 values_from_infotext)
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
@@ -289,7 +289,8 @@ def create() -> dict:
         interrupt_button.click(lambda: shared.state.interrupt(), **private)
         skip_button.click(lambda: shared.state.skip(), **private)
         for box, counter in ((c["prompt"], prompt_tokens), (c["negative_prompt"], negative_tokens)):
-            box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
+            box.change(token_counter(box is c["prompt"]), inputs=[box, c["steps"], c["styles"]], outputs=[counter],
+                       show_progress="hidden",
                        trigger_mode="always_last", **private)
         names = list(c)
         paste_button.click(lambda text: [*paste_parameters(text, names), *scripts_ui.paste_values("img2img", text)],

@@ -1,0 +1,84 @@
+"""Generic callbacks called at A1111's points: on_extra_noise (img2img extra noise),
+on_before_token_counter (the prompt token counters), on_ui_train_tabs (the Train tab)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules import processing, script_callbacks, sd_models
+
+
+@pytest.fixture
+def registered():
+    added = []
+
+    def register(on, callback):
+        on(callback)
+        added.append(callback)
+    yield register
+    for callback in added:
+        script_callbacks.remove_callbacks_for_function(callback)
+
+
+@pytest.fixture(scope="module")
+def loaded(webui_session):
+    info = sd_models.find_checkpoint("tiny-sd1")
+    webui_session.job_queue.run(lambda: webui_session.model_holder.switch_to(info))
+    return webui_session
+
+
+def _img2img(shared, extra_noise):
+    picture = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    p = processing.StableDiffusionProcessingImg2Img(
+        prompt="a tower", steps=3, width=64, height=64, seed=8, sampler_name="Euler", init_images=[picture],
+        denoising_strength=0.6, do_not_save_samples=True, do_not_save_grid=True,
+        override_settings={"img2img_extra_noise": extra_noise})
+    return shared.job_queue.run(lambda: processing.process_images(p))
+
+
+def test_extra_noise_callback_can_replace_the_noise(loaded, registered):
+    import torch
+    seen = []
+
+    def zero_noise(params):
+        seen.append((tuple(params.noise.shape), tuple(params.x.shape), tuple(params.xi.shape)))
+        params.noise = torch.zeros_like(params.noise)
+    registered(script_callbacks.on_extra_noise, zero_noise)
+    with_zero_extra = _img2img(loaded, 0.5)
+    assert seen == [((1, 4, 8, 8),) * 3]
+    assert "Extra noise: 0.5" in with_zero_extra.infotexts[0]
+    script_callbacks.remove_callbacks_for_function(zero_noise)
+    without_extra = _img2img(loaded, 0.0)
+    plain_extra = _img2img(loaded, 0.5)
+    assert len(seen) == 1  # not called without extra noise
+    assert np.array_equal(np.asarray(with_zero_extra.images[0]), np.asarray(without_extra.images[0]))
+    assert not np.array_equal(np.asarray(plain_extra.images[0]), np.asarray(without_extra.images[0]))
+
+
+def test_before_token_counter_rewrites_what_is_counted(webui_session, registered):
+    from modules.ui.txt2img import count_tokens
+    calls = []
+
+    def longer(params):
+        calls.append((params.prompt, params.steps, params.styles, params.is_positive))
+        params.prompt = params.prompt + " and a red balloon"
+    reference = count_tokens("a dog and a red balloon", 20)
+    registered(script_callbacks.on_before_token_counter, longer)
+    assert count_tokens("a dog", 20, ["Style A"], is_positive=False) == reference
+    assert calls == [("a dog", 20, ["Style A"], False)]
+
+
+def test_ui_train_tabs_callback_adds_a_tab(webui_session, registered):
+    import gradio as gr
+    from modules.ui import train
+    got = []
+
+    def add_tab(params):
+        got.append(params.txt2img_preview_params)
+        with gr.Tab("Extension training"):
+            gr.Textbox(value="from on_ui_train_tabs", elem_id="ext_train_box")
+    registered(script_callbacks.on_ui_train_tabs, add_tab)
+    with gr.Blocks() as demo:
+        prompt = gr.Textbox()
+        train.create({"prompt": prompt})
+    assert got == [[prompt]]
+    assert any(getattr(block, "elem_id", None) == "ext_train_box" for block in demo.blocks.values())
