@@ -124,7 +124,7 @@ def test_img2img_script_dropdown_runs_loopback_and_paste_fills_its_scripts(page,
     expect(page.locator("#script_img2img_hook_recorder_enabled input")).to_be_checked()
     page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
     expect(page.locator("#img2img_image img")).to_be_visible(timeout=10_000)
-    loops = page.locator("#script_img2img_loopback_loops input[type=number]")
+    loops = page.locator("#script_loopback_loops input[type=number]")
     expect(loops).to_be_hidden()
     tab.locator("#script_list input").click()
     page.get_by_role("option", name="Loopback").click()

@@ -82,3 +82,18 @@ def test_ui_train_tabs_callback_adds_a_tab(webui_session, registered):
         train.create({"prompt": prompt})
     assert got == [[prompt]]
     assert any(getattr(block, "elem_id", None) == "ext_train_box" for block in demo.blocks.values())
+
+
+def test_localizations_are_listed_and_put_into_the_page(webui_session, tmp_path):
+    import json
+    from modules import localization
+    folder = tmp_path / "localizations"
+    folder.mkdir()
+    (folder / "xx_XX.json").write_text(json.dumps({"Generate": "Erzeugen", "Sampling steps": "Schritte"}),
+                                       encoding="utf8")
+    (folder / "notes.txt").write_text("not a table")
+    assert localization.list_localizations(str(folder)) == {"xx_XX": str(folder / "xx_XX.json")}
+    assert localization.localization_js("xx_XX") == \
+        'window.localization = {"Generate": "Erzeugen", "Sampling steps": "Schritte"}'
+    assert localization.localization_js("None") == "window.localization = {}"
+    assert localization.localization_js("missing") == "window.localization = {}"  # reported, page still works
