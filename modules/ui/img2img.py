@@ -196,6 +196,7 @@ def create() -> dict:
     c: dict = {}
     sources: dict = {}
     extras: dict = {}
+    scripts_ui.components_seen_by("img2img")  # the img2img scripts' component hooks from here on
     with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
         with gr.Row():
             with gr.Column(scale=6):

@@ -97,3 +97,31 @@ def test_localizations_are_listed_and_put_into_the_page(webui_session, tmp_path)
         'window.localization = {"Generate": "Erzeugen", "Sampling steps": "Schritte"}'
     assert localization.localization_js("None") == "window.localization = {}"
     assert localization.localization_js("missing") == "window.localization = {}"  # reported, page still works
+
+
+def test_img2img_tab_components_reach_the_img2img_scripts_component_hooks(webui_session):
+    import gradio as gr
+    from modules import scripts
+    from modules.extension_loading import component_hooks, startup
+    from modules.ui import img2img
+
+    class Watcher(scripts.Script):
+        seen: list = []
+
+        def title(self):
+            return "Watcher"
+
+        def after_component(self, component, **kwargs):
+            self.seen.append(kwargs.get("elem_id"))
+    watcher = Watcher()
+    runner = scripts.scripts_img2img
+    startup.before_ui()  # as webui does: txt2img's scripts see components first
+    runner.scripts.append(watcher)
+    try:
+        with gr.Blocks():
+            img2img.create()
+    finally:
+        runner.scripts.remove(watcher)
+        startup.after_ui()
+    assert "img2img_prompt" in watcher.seen and "img2img_denoising_strength" in watcher.seen
+    assert component_hooks.runners == []
