@@ -125,3 +125,26 @@ def test_img2img_tab_components_reach_the_img2img_scripts_component_hooks(webui_
         startup.after_ui()
     assert "img2img_prompt" in watcher.seen and "img2img_denoising_strength" in watcher.seen
     assert component_hooks.runners == []
+
+
+def test_list_optimizers_and_list_unets_collect_what_extensions_offer(webui_session, registered):
+    from modules import sd_hijack, sd_hijack_optimizations, sd_unet
+
+    class Fast(sd_hijack_optimizations.SdOptimization):
+        name, label, priority = "fast-attn", "an extension's", 100
+
+    class Missing(sd_hijack_optimizations.SdOptimization):
+        name = "missing"
+
+        def is_available(self):
+            return False
+
+    class Engine(sd_unet.SdUnetOption):
+        model_name, label = "tiny-sd1", "[TRT] tiny-sd1"
+    registered(script_callbacks.on_list_optimizers, lambda res: res.extend([Missing(), Fast()]))
+    registered(script_callbacks.on_list_unets, lambda res: res.append(Engine()))
+    assert [o.name for o in sd_hijack.list_optimizers()] == ["fast-attn", "sdp"]
+    assert sd_hijack.optimizer_titles() == ["fast-attn - an extension's", "sdp - scaled dot product"]
+    (engine,) = sd_unet.list_unets()
+    assert sd_unet.get_unet_option("[TRT] tiny-sd1") is engine
+    assert sd_unet.get_unet_option("None") is None
