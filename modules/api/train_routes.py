@@ -13,14 +13,11 @@ from modules import jobs, sd_models, shared
 from modules.state import Interrupted
 from modules.training.datasets import DatasetError
 from modules.training.embedding import TrainEmbeddingArgs, TrainingError, create_embedding, train_embedding
+from modules.training.hypernetwork import TrainHypernetworkArgs, create_hypernetwork, train_hypernetwork
 from modules.training.learn_schedule import ScheduleError
 from modules.training.lora import LoraTrainArgs, train_lora
 
 _CLIENT_ERRORS = (TrainingError, ScheduleError, DatasetError, sd_models.CheckpointNotFound)
-
-HYPERNETWORK_MISSING = ("Hypernetworks are not available in this version: the hypernetwork module "
-                        "(modules/networks) is not installed yet, so they cannot be created or trained")
-
 
 class CreateEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -28,6 +25,20 @@ class CreateEmbeddingRequest(BaseModel):
     num_vectors_per_token: int = Field(1, ge=1, le=75)
     overwrite_old: bool = False
     init_text: str = "*"
+
+
+class CreateHypernetworkRequest(BaseModel):
+    """A1111's body; ours: every field but name and enable_sizes has the Create tab's default."""
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    enable_sizes: list[int | str]
+    overwrite_old: bool = False
+    layer_structure: list[float] | str | None = "1, 2, 1"
+    activation_func: str | None = "linear"
+    weight_init: str | None = "Normal"
+    add_layer_norm: bool = False
+    use_dropout: bool = False
+    dropout_structure: list[float] | str | None = "0, 0, 0"
 
 
 def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel]:
@@ -40,6 +51,8 @@ def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel
 
 
 TrainEmbeddingRequest = _request_model("TrainEmbeddingRequest", TrainEmbeddingArgs, {
+    "learn_rate": str | float, "clip_grad_value": str | float})
+TrainHypernetworkRequest = _request_model("TrainHypernetworkRequest", TrainHypernetworkArgs, {
     "learn_rate": str | float, "clip_grad_value": str | float})
 TrainLoraRequest = _request_model("TrainLoraRequest", LoraTrainArgs, {})
 
@@ -63,8 +76,9 @@ def create_router() -> APIRouter:
         return {"info": f"create embedding filename: {path}"}
 
     @router.post("/create/hypernetwork")
-    def create_hypernetwork_api(req: dict):
-        raise HTTPException(501, HYPERNETWORK_MISSING)
+    def create_hypernetwork_api(req: CreateHypernetworkRequest):
+        path = _run(lambda: create_hypernetwork(**req.model_dump()), "create_hypernetwork", None)
+        return {"info": f"create hypernetwork filename: {path}"}
 
     @router.post("/train/embedding")
     def train_embedding_api(req: TrainEmbeddingRequest):
@@ -79,8 +93,16 @@ def create_router() -> APIRouter:
         return {"info": f"train embedding complete: filename: {path} error: None", "message": message}
 
     @router.post("/train/hypernetwork")
-    def train_hypernetwork_api(req: dict):
-        raise HTTPException(501, HYPERNETWORK_MISSING)
+    def train_hypernetwork_api(req: TrainHypernetworkRequest):
+        values = req.model_dump(exclude={"id_task"})
+        for key in ("learn_rate", "clip_grad_value"):
+            values[key] = str(values[key])
+        args = TrainHypernetworkArgs(**values)
+        try:
+            message, path = _run(lambda: train_hypernetwork(args), "train_hypernetwork", req.id_task)
+        except Interrupted:
+            return {"info": "train hypernetwork interrupted before training started: filename: None error: Interrupted"}
+        return {"info": f"train hypernetwork complete: filename: {path} error: None", "message": message}
 
     @router.post("/train/lora")
     def train_lora_api(req: TrainLoraRequest):
