@@ -773,3 +773,6 @@ def flatten(img: Image.Image, bgcolor) -> Image.Image:
 
 # Labelled grids (X/Y/Z plot, Prompt matrix) live in modules.grid_annotations; A1111 names here.
 from modules.grid_annotations import GridAnnotation, draw_grid_annotations, draw_prompt_matrix  # noqa: E402,F401
+
+# Overlapping tiles (SD upscale, Poor man's outpainting) live in modules.image_tiles; A1111 names here.
+from modules.image_tiles import Grid, combine_grid, split_grid  # noqa: E402,F401

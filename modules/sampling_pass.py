@@ -212,7 +212,10 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         x = spec.init_latent.to(device) + start_noise * sigmas[0] * multiplier
         if opts.img2img_extra_noise > 0:  # §7.3: not scaled by σ
             p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
-            x = x + start_noise * multiplier * opts.img2img_extra_noise
+            from modules import script_callbacks  # extensions may replace the extra noise (on_extra_noise)
+            params = script_callbacks.ExtraNoiseParams(start_noise, spec.init_latent.to(device), x)
+            script_callbacks.extra_noise_callback(params)
+            x = x + params.noise * multiplier * opts.img2img_extra_noise
         first_noise = start_noise
     sigmas = sigmas.to(device)
     blend = None

@@ -40,4 +40,6 @@ def extension_head() -> str:
             body = text.replace("</script", "<\\/script")
             tags.append(f'<script{kind} data-extension="{html.escape(ext.name)}" '
                         f'data-file="{html.escape(os.path.basename(path))}">\n{body}\n</script>')
+    from modules import localization
+    tags.append(localization.head_tags())  # the chosen UI translation (setting `localization`)
     return "\n".join(tags)

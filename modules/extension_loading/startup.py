@@ -22,6 +22,9 @@ def load_extensions() -> None:
     script_callbacks.ui_settings_callback()
     scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
     scripts.scripts_img2img.initialize_scripts(is_img2img=True)
+    from modules import sd_hijack, sd_unet
+    sd_hijack.list_optimizers()  # on_list_optimizers / on_list_unets: what extensions offer
+    sd_unet.list_unets()
 
 
 def before_ui() -> None:

@@ -41,5 +41,7 @@ def create_ui() -> gr.Blocks:
             lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
             outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")
         scripts_ui.connect_paste(pnginfo["send_buttons"]["txt2img"], pnginfo["generation_info"], "txt2img")
+        for target in ("img2img", "inpaint"):  # PNG Info's Send to img2img/inpaint fills img2img's scripts too
+            scripts_ui.connect_paste(pnginfo["send_buttons"][target], pnginfo["generation_info"], "img2img")
         ui_config.apply_to_ui(demo)  # ui-config.json: saved control defaults (last: every tab exists)
     return demo

@@ -10,9 +10,9 @@ from modules import processing, sd_samplers, sd_schedulers, shared
 from modules.img2img import batch, editor_inputs
 from modules.img2img.prepare import MASKED_CONTENT_NAMES
 from modules.img2img.resize import RESIZE_MODE_NAMES
-from modules.ui import extra_networks_panel, interrogate_buttons, save_outputs, styles_ui
+from modules.ui import extra_networks_panel, interrogate_buttons, save_outputs, scripts_ui, styles_ui
 from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _seed_section, _last_seed,
-                                count_tokens, error_outputs, format_duration, paste_parameters, stream_job,
+                                error_outputs, format_duration, paste_parameters, stream_job, token_counter,
                                 values_from_infotext)
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
@@ -77,18 +77,21 @@ def make_generate(controls: dict, source_names: list[str]):
         started = time.perf_counter()
         head = dict(zip(extra, values[:len(extra)]))
         try:
-            fields = _job_fields(controls, values[len(extra):])
+            fields = _job_fields(controls, values[len(extra):len(extra) + len(controls)])
+            script_values = values[len(extra) + len(controls):]  # the scripts area's controls
             mask_blur = fields.pop("mask_blur")
             fields.update(mask_blur_x=mask_blur, mask_blur_y=mask_blur)
             mode = int(head["mode"])
             user = getattr(request, "username", None)
             if mode == 5:
-                yield _run_batch(head, fields, user, int(head["resize_tab"]), float(head["scale"]), started)
+                yield _run_batch(head, fields, user, int(head["resize_tab"]), float(head["scale"]), started,
+                                 script_values)
                 return
             if mode not in INPAINT_MODES:
                 fields.update(inpaint_full_res=False)
             image, mask = job_inputs(mode, head, float(head["mask_alpha"] or 0), mask_blur)
             p = _make_p(fields, image, mask, user, int(head["resize_tab"]), float(head["scale"]))
+            scripts_ui.attach(p, "img2img", script_values)
         except (*USER_ERRORS, editor_inputs.EditorInputError) as e:
             yield error_outputs(e)
             return
@@ -96,8 +99,8 @@ def make_generate(controls: dict, source_names: list[str]):
     return generate
 
 
-def _run_batch(head, fields, user, resize_tab, scale, started):
-    from modules import jobs
+def _run_batch(head, fields, user, resize_tab, scale, started, script_values=()):
+    from modules import jobs, scripts
     try:
         if head["batch_files"]:
             files = [batch.Path(getattr(f, "name", f)) for f in head["batch_files"]]
@@ -109,7 +112,8 @@ def _run_batch(head, fields, user, resize_tab, scale, started):
         return error_outputs(e)
 
     def run_job(p):
-        return shared.job_queue.run(lambda: processing.process_images(p), name="img2img",
+        scripts_ui.attach(p, "img2img", script_values)  # each file runs with the tab's scripts
+        return shared.job_queue.run(lambda: scripts.process_with_scripts(p), name="img2img",
                                     task_id=jobs.new_task_id("img2img"))
 
     try:
@@ -207,6 +211,7 @@ def create() -> dict:
     c: dict = {}
     sources: dict = {}
     extras: dict = {}
+    scripts_ui.components_seen_by("img2img")  # the img2img scripts' component hooks from here on
     with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
         with gr.Row():
             with gr.Column(scale=6):
@@ -271,6 +276,7 @@ def create() -> dict:
                 c["override_settings"] = gr.Dropdown(label="Override settings", value=[], choices=[],
                                                      multiselect=True, visible=False,
                                                      elem_id="img2img_override_settings")
+                script_inputs = scripts_ui.create("img2img")
             with gr.Column():
                 gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id="img2img_gallery",
                                      buttons=["download", "fullscreen"], interactive=False)
@@ -293,19 +299,20 @@ def create() -> dict:
         inputs = list(c.values())
         outputs = [gallery, infotext, notes, infotexts]
         generate = make_generate(c, source_names)
-        generate_button.click(generate, inputs=head + inputs, outputs=outputs, concurrency_limit=None,
-                              api_name="img2img")
-        c["prompt"].submit(generate, inputs=head + inputs, outputs=outputs, concurrency_limit=None,
+        generate_button.click(generate, inputs=head + inputs + script_inputs, outputs=outputs,
+                              concurrency_limit=None, api_name="img2img")
+        c["prompt"].submit(generate, inputs=head + inputs + script_inputs, outputs=outputs, concurrency_limit=None,
                            api_visibility="private")
         private = {"queue": False, "api_visibility": "private"}
         interrupt_button.click(lambda: shared.state.interrupt(), **private)
         skip_button.click(lambda: shared.state.skip(), **private)
         for box, counter in ((c["prompt"], prompt_tokens), (c["negative_prompt"], negative_tokens)):
-            box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
+            box.change(token_counter(box is c["prompt"]), inputs=[box, c["steps"], c["styles"]], outputs=[counter],
+                       show_progress="hidden",
                        trigger_mode="always_last", **private)
         names = list(c)
-        paste_button.click(lambda text: paste_parameters(text, names), inputs=[c["prompt"]], outputs=inputs,
-                           **private)
+        paste_button.click(lambda text: [*paste_parameters(text, names), *scripts_ui.paste_values("img2img", text)],
+                           inputs=[c["prompt"]], outputs=inputs + scripts_ui.paste_outputs("img2img"), **private)
         random_seed.click(lambda: -1, outputs=[c["seed"]], **private)
         reuse_seed.click(_last_seed, inputs=[infotext], outputs=[c["seed"]], **private)
         resize_to_tab.select(lambda: 0, outputs=[resize_tab], **private)

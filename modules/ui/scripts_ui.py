@@ -13,6 +13,13 @@ def create(tabname: str) -> list:
     return runner.inputs
 
 
+def components_seen_by(tabname: str) -> None:
+    """From now on, components created call the on_before/after_component hooks of this tab's
+    scripts (A1111's scripts_current while a tab is built)."""
+    from modules.extension_loading import component_hooks
+    component_hooks.runners[:] = [scripts.runner_for(tabname == "img2img")]
+
+
 def attach(p, tabname: str, script_values) -> None:
     """Give the job its runner and the values of the scripts' controls."""
     p.scripts = scripts.runner_for(tabname == "img2img")

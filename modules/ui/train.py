@@ -174,6 +174,7 @@ def create(txt2img_controls: dict | None = None) -> None:
                     _create_hypernetwork_tab()
                     train_controls = _train_tab()
                     lora_controls = _lora_tab()
+                    _extension_train_tabs(txt2img_controls)
             with gr.Column():
                 output = gr.Textbox(label="Output", elem_id="ti_output", interactive=False, lines=2)
                 plot = gr.LinePlot(pd.DataFrame({"step": [], "loss": []}), x="step", y="loss", title="Loss",
@@ -198,6 +199,12 @@ def create(txt2img_controls: dict | None = None) -> None:
                                outputs=[train_controls["embedding"], output, error], **private)
         _HYPER["button"].click(_create_hypernetwork, inputs=_HYPER["inputs"],
                                outputs=[train_controls["hypernetwork"], output, error], **private)
+
+
+def _extension_train_tabs(txt2img_controls: dict) -> None:
+    """on_ui_train_tabs: extensions add their own tabs here (A1111 passes the txt2img preview controls)."""
+    from modules import script_callbacks
+    script_callbacks.ui_train_tabs_callback(script_callbacks.UiTrainTabParams(list(txt2img_controls.values())))
 
 
 _CREATED: dict = {}

@@ -144,14 +144,24 @@ def paste_parameters(prompt: str, names: list[str]):
     return values_from_infotext(text, names)
 
 
-def count_tokens(text: str, steps) -> str:
+def count_tokens(text: str, steps, styles=None, is_positive: bool = True) -> str:
     """'N/75' (then N/150 ...) as A1111 shows beside the prompt boxes (prompt-syntax.md §9.3)."""
-    from modules import conditioning
+    from modules import conditioning, script_callbacks
+    params = script_callbacks.BeforeTokenCounterParams(text, steps, list(styles or []), is_positive)
+    script_callbacks.before_token_counter_callback(params)  # extensions may rewrite what is counted
+    text, steps = params.prompt, params.steps
     model = shared.model_holder.sd_model  # None: counts with the plain CLIP tokenizer
     if shared.opts.enable_prompt_comments:
         text = processing.strip_comments(text)
     count, limit = conditioning.token_count(model, text, int(steps or 20))
     return f"<span class='token-counter'>{count}/{limit}</span>"
+
+
+def token_counter(is_positive: bool):
+    """count_tokens for the prompt (True) or the negative prompt box."""
+    def count(text, steps, styles):
+        return count_tokens(text, steps, styles, is_positive=is_positive)
+    return count
 
 
 # Dropdowns that pasted infotext can fill take values outside their lists (allow_custom_value), so
@@ -308,7 +318,8 @@ def create() -> dict:
         skip_button.click(lambda: shared.state.skip(), **private)
         # counting never waits for the job queue, so it stays live while an image generates
         for box, counter in ((c["prompt"], prompt_tokens), (c["negative_prompt"], negative_tokens)):
-            box.change(count_tokens, inputs=[box, c["steps"]], outputs=[counter], show_progress="hidden",
+            box.change(token_counter(box is c["prompt"]), inputs=[box, c["steps"], c["styles"]], outputs=[counter],
+                       show_progress="hidden",
                        trigger_mode="always_last", **private)
         names = list(c)
         # one event for the tab's and the scripts' fields: a second one would read the rewritten prompt box

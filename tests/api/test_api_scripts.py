@@ -141,3 +141,31 @@ def test_webuiapi_client_runs_a_script(ext_server):
                          script_name="prompt matrix", script_args=[False, False, "positive", "comma", 0])
     assert len(result.images) == 2  # "a cat" has no optional parts: the grid of one image, and the image
     assert result.info["all_prompts"] == ["a cat"]
+
+
+def _png_b64(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_img2img_scripts_through_the_api(ext_server):
+    picture = Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    base = {"prompt": "a hill", **SMALL, "init_images": [_png_b64(picture)], "denoising_strength": 0.5}
+    upscaled = post(ext_server, "/img2img", {**base, "script_name": "sd upscale",
+                                            "script_args": ["", 8, "Lanczos", 2.0]})  # A1111's own test args
+    assert upscaled.status_code == 200, upscaled.text
+    (image,) = upscaled.json()["images"]
+    assert decode(image).size == (128, 128)
+    assert "SD upscale upscaler: Lanczos" in upscaled.json()["info"]
+    looped = post(ext_server, "/img2img", {**base, "script_name": "loopback", "script_args": [3, 0.3, "Lazy"]})
+    assert looped.status_code == 200, looped.text
+    assert len(looped.json()["images"]) == 4  # the grid of the 3 loops, then each loop
+    assert "Denoising curve: Lazy" in looped.json()["info"]
+    outpainted = post(ext_server, "/img2img", {**base, "script_name": "poor man's outpainting",
+                                              "script_args": [32, 4, 0, ["up"]]})
+    assert outpainted.status_code == 200, outpainted.text
+    assert decode(outpainted.json()["images"][0]).size == (64, 128)
+    wrong = post(ext_server, "/img2img", {**base, "script_name": "loopback", "script_args": [3, 0.3, "Wavy"]})
+    assert wrong.status_code == 422 and "denoising_curve" in wrong.json()["detail"]
+    assert post(ext_server, "/txt2img", {"prompt": "x", **SMALL, "script_name": "loopback"}).status_code == 422

@@ -101,3 +101,38 @@ def test_extensions_tab_offline_index_then_disable_and_restart(page, ext_ui_serv
     assert listed == [dict(listed[0], name="hook-recorder", enabled=False)]
     assert requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).status_code != 200 or \
         "calls" not in requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).text
+
+
+def test_img2img_script_dropdown_runs_loopback_and_paste_fills_its_scripts(page, ext_ui_server, tmp_path):  # noqa: F811
+    import numpy as np
+    from PIL import Image
+    picture = tmp_path / "init.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(picture)
+    page.set_default_timeout(90_000)  # the machine is shared: actions may wait long
+    page.goto(ext_ui_server.url + "/")
+    expect(page.locator("#txt2img_generate")).to_be_visible(timeout=90_000)
+    page.locator("#tabs").get_by_role("tab", name="img2img", exact=True).first.click()
+    for name, value in (("steps", "3"), ("width", "64"), ("height", "64")):
+        page.locator(f"#img2img_{name} input[type=number]").fill(value)
+    tab = page.locator("#tab_img2img")
+    # Read parameters fills the img2img always-on script's infotext fields
+    page.locator("#img2img_prompt textarea").fill("a hill\nSteps: 3, Sampler: Euler, Seed: 4, Size: 64x64, "
+                                                  "Hook recorder: pasted-i2i, Hook recorder strength: 0.7")
+    tab.get_by_text("Hook recorder", exact=True).first.click()
+    page.locator("#img2img_paste").click()
+    expect(page.locator("#script_img2img_hook_recorder_tag textarea")).to_have_value("pasted-i2i", timeout=60_000)
+    expect(page.locator("#script_img2img_hook_recorder_enabled input")).to_be_checked()
+    page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
+    expect(page.locator("#img2img_image img")).to_be_visible(timeout=10_000)
+    loops = page.locator("#script_loopback_loops input[type=number]")
+    expect(loops).to_be_hidden()
+    tab.locator("#script_list input").click()
+    page.get_by_role("option", name="Loopback").click()
+    expect(loops).to_be_visible(timeout=60_000)
+    loops.fill("2")
+    loops.press("Enter")
+    page.locator("#img2img_generate").click()
+    info = page.locator("#img2img_generation_info textarea")
+    expect(info).to_have_value(re.compile(r"Final denoising strength: 0.5, Denoising curve: Linear"), timeout=90_000)
+    expect(info).to_have_value(re.compile(r"Hook recorder: pasted-i2i"))  # the always-on script ran too
+    expect(page.locator("#img2img_gallery img")).to_have_count(3)  # the grid and the two loops
