@@ -12,7 +12,7 @@ from modules import shared
 from modules.controlnet import hint as hints
 from modules.controlnet import model_files, model_loading, preprocessors
 from modules.controlnet.residuals import ControlHook, PreparedUnit
-from modules.controlnet.units import ControlNetUnit
+from modules.controlnet.units import ControlNetUnit, UnitError, units_from_args
 
 
 class ControlNetError(ValueError):
@@ -108,6 +108,10 @@ def _targets(p) -> dict:
 def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
     """Build the job's hook from its enabled units and record their infotext; detected maps are kept
     in p.controlnet_detected_maps. Returns None when no unit is enabled."""
+    try:  # API dicts (from the script's slots) or ControlNetUnits
+        units = units_from_args(list(units), max(1, int(shared.opts.control_net_unit_count)))
+    except UnitError as e:
+        raise ControlNetError(str(e)) from None
     active = enabled_units(units)
     if not active:
         return None
