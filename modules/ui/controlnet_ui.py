@@ -14,6 +14,17 @@ MASK_BRUSH = gr.Brush(colors=[("#ffffff", 0.6)], default_color=("#ffffff", 0.6),
 PRIVATE = {"queue": False, "api_visibility": "private"}
 
 
+class PreprocessorSlider(gr.Slider):
+    """Resolution / Threshold A / B, whose range the preprocessor reconfigures: an event sent with a
+    value of the old range gets it clamped into the new one instead of Gradio's out-of-bounds error."""
+    is_template = True  # rendered by Gradio's own slider
+
+    def preprocess(self, payload):
+        if isinstance(payload, (int, float)):
+            payload = min(max(payload, self.minimum), self.maximum)
+        return super().preprocess(payload)
+
+
 def _model_choices() -> list[str]:
     return ["None", *(m.title for m in model_files.list_models())]
 
@@ -55,7 +66,7 @@ def _editor_image(value):
     return image, (mask if has_strokes else None)
 
 
-def build_unit(editor, independent, enabled, low_vram, pixel_perfect, module, model, weight, start, end,
+def build_unit(independent, editor, enabled, low_vram, pixel_perfect, module, model, weight, start, end,
                res, threshold_a, threshold_b, control_mode, resize_mode, hr_option):
     """The unit the current controls describe (what the job receives for this slot)."""
     image, mask = _editor_image(editor) if independent else (None, None)
@@ -154,12 +165,12 @@ def _unit_ui(script, tab: str, index: int, is_img2img: bool):
             c["end"] = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Ending Control Step",
                                  elem_id=f"{prefix}_controlnet_ending_control_step_slider")
         with gr.Row():
-            c["res"] = gr.Slider(64, 2048, value=512, step=8, label="Preprocessor resolution", visible=False,
+            c["res"] = PreprocessorSlider(64, 2048, value=512, step=8, label="Preprocessor resolution", visible=False,
                                  elem_id=f"{prefix}_controlnet_preprocessor_resolution_slider")
             # wide until a preprocessor sets their range, so that pasted values are not clamped first
-            c["threshold_a"] = gr.Slider(0, 2048, value=0.5, step=0.001, label="Threshold A", visible=False,
+            c["threshold_a"] = PreprocessorSlider(0, 2048, value=0.5, step=0.001, label="Threshold A", visible=False,
                                          elem_id=f"{prefix}_controlnet_threshold_A_slider")
-            c["threshold_b"] = gr.Slider(0, 2048, value=0.5, step=0.001, label="Threshold B", visible=False,
+            c["threshold_b"] = PreprocessorSlider(0, 2048, value=0.5, step=0.001, label="Threshold B", visible=False,
                                          elem_id=f"{prefix}_controlnet_threshold_B_slider")
         c["control_mode"] = gr.Radio(list(CONTROL_MODES), value="Balanced", label="Control Mode",
                                      elem_id=f"{prefix}_controlnet_control_mode_radio")
