@@ -1,0 +1,41 @@
+"""ControlNet's always-on script pieces without a server: infotext lines (current, Forge and 2023
+formats) read back into unit fields, and the slots' parsing."""
+import pytest
+
+from modules.controlnet import infotext, units
+
+
+def test_current_format_reads_back_every_field():
+    unit = units.ControlNetUnit(enabled=True, module="canny", weight=0.55, resize_mode="Resize and Fill",
+                                processor_res=256, threshold_a=90, threshold_b=180, guidance_start=0.1,
+                                guidance_end=0.8, control_mode="My prompt is more important")
+    fields = infotext.unit_fields({"ControlNet 1": unit.infotext("tiny [e3b0c442]")}, 1)
+    assert fields == {"module": "canny", "model": "tiny [e3b0c442]", "weight": 0.55,
+                      "resize_mode": "Resize and Fill", "processor_res": 256, "threshold_a": 90,
+                      "threshold_b": 180, "guidance_start": 0.1, "guidance_end": 0.8, "pixel_perfect": False,
+                      "control_mode": "My prompt is more important"}
+    assert infotext.unit_fields({"ControlNet 1": "Module: canny"}, 0) is None
+    forge = infotext.parse_unit_text("Module: canny, Model: x [1], Weight: 1, Hr Option: Low res only")
+    assert forge["hr_option"] == "Low res only" and forge["weight"] == 1
+
+
+def test_legacy_2023_format_and_one_unit_key():
+    text = ("preprocessor: canny, model: control_sd15_canny [fef5e48e], weight: 0.7, starting/ending: (0.1, 0.9), "
+            "resize mode: Crop and Resize, pixel perfect: True, control mode: Balanced, "
+            "preprocessor params: (512, 100, 200)")
+    fields = infotext.unit_fields({"ControlNet": text}, 0)
+    assert fields == {"module": "canny", "model": "control_sd15_canny [fef5e48e]", "weight": 0.7,
+                      "guidance_start": 0.1, "guidance_end": 0.9, "resize_mode": "Crop and Resize",
+                      "pixel_perfect": True, "control_mode": "Balanced", "processor_res": 512,
+                      "threshold_a": 100, "threshold_b": 200}
+    assert infotext.unit_fields({"ControlNet": text}, 1) is None
+    # the parsed fields make a valid unit
+    unit = units.unit_from_dict(fields, 0)
+    assert (unit.enabled, unit.guidance_end, unit.pixel_perfect) == (True, 0.9, True)
+
+
+def test_units_from_slots_drop_extras_and_ignore_non_dicts():
+    parsed = units.units_from_args([None, {"module": "canny", "enabled": True}, "junk", {"enabled": True}], 3)
+    assert [u.module for u in parsed] == ["canny"]
+    with pytest.raises(units.UnitError, match="unit 0: weight must be between 0 and 2"):
+        units.units_from_args([{"weight": 3}], 3)
