@@ -39,3 +39,22 @@ def test_units_from_slots_drop_extras_and_ignore_non_dicts():
     assert [u.module for u in parsed] == ["canny"]
     with pytest.raises(units.UnitError, match="unit 0: weight must be between 0 and 2"):
         units.units_from_args([{"weight": 3}], 3)
+
+
+def test_shuffle_is_a_seeded_smooth_remap_of_the_image():
+    import numpy as np
+
+    from modules.controlnet import preprocessors
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    pre = preprocessors.find("shuffle")
+    np.random.seed(7)
+    first = preprocessors.run(pre, image)
+    np.random.seed(7)
+    again = preprocessors.run(pre, image)
+    np.random.seed(8)
+    other = preprocessors.run(pre, image)
+    assert first.shape == (512, 768, 3)  # resolution fixed at 512
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    # a remap only moves pixels: every output colour lies within the input's range per channel
+    assert (first.min(axis=(0, 1)) >= image.min(axis=(0, 1))).all()
+    assert (first.max(axis=(0, 1)) <= image.max(axis=(0, 1))).all()
