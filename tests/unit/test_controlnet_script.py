@@ -58,3 +58,28 @@ def test_shuffle_is_a_seeded_smooth_remap_of_the_image():
     # a remap only moves pixels: every output colour lies within the input's range per channel
     assert (first.min(axis=(0, 1)) >= image.min(axis=(0, 1))).all()
     assert (first.max(axis=(0, 1)) <= image.max(axis=(0, 1))).all()
+
+
+def test_img2img_unit_without_image_takes_the_init_image_and_a1111_mask():
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from modules.controlnet import job
+    init = Image.fromarray(np.full((32, 48, 3), 90, dtype=np.uint8))
+    mask = np.zeros((32, 48), dtype=np.uint8)
+    mask[8:24, 10:30] = 255
+    p = SimpleNamespace(init_images=[init], mask=Image.fromarray(mask), inpainting_mask_invert=1,
+                        mask_blur_x=2, mask_blur_y=3)
+    source = job._input_array(units.ControlNetUnit(enabled=True, module="inpaint"), 0, p)
+    # per axis, kernel 2*int(2.5*sigma+0.5)+1: 11 for x (sigma 2), 17 for y (sigma 3)
+    kernel_y = 2 * int(2.5 * 3 + 0.5) + 1
+    expected = cv2.GaussianBlur(cv2.GaussianBlur(255 - mask, (11, 1), sigmaX=2), (1, kernel_y), sigmaX=0, sigmaY=3)
+    assert source.shape == (32, 48, 4)
+    assert np.array_equal(source[:, :, :3], np.asarray(init))
+    assert np.array_equal(source[:, :, 3], expected)
+    # a unit with its own image keeps its (absent) mask
+    own = job._input_array(units.ControlNetUnit(enabled=True, module="inpaint", image=init), 0, p)
+    assert not own[:, :, 3].any()
