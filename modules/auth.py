@@ -75,3 +75,19 @@ class ApiAuthMiddleware(BaseHTTPMiddleware):
                 return JSONResponse({"detail": "Incorrect username or password"}, status_code=401,
                                     headers={"WWW-Authenticate": "Basic"})
         return await call_next(request)
+
+
+def gradio_session_ok(request) -> bool:
+    """For UI-only routes outside Gradio (card previews): true when the Gradio app mounted on this
+    server has no login, or the request carries the session cookie of a logged-in user."""
+    from starlette.routing import Mount
+    for route in request.app.routes:
+        ui = getattr(route, "app", None) if isinstance(route, Mount) else None
+        if ui is None or not hasattr(ui, "tokens") or not hasattr(ui, "cookie_id"):
+            continue
+        if getattr(ui, "auth", None) is None and getattr(ui, "auth_dependency", None) is None:
+            return True
+        token = request.cookies.get(f"access-token-{ui.cookie_id}") or \
+            request.cookies.get(f"access-token-unsecure-{ui.cookie_id}")
+        return token is not None and ui.tokens.get(token) is not None
+    return True  # no UI mounted: the route is not reachable from a page

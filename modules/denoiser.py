@@ -83,8 +83,8 @@ class CFGDenoiser:
         self.cond_scale_multiplier = 1.0  # DDIM CFG++ runs with a reduced guidance scale
         self.last_denoised_uncond = None  # DDIM CFG++ reads the unconditional prediction
         self.skipped_uncond = False  # NGMS happened (infotext)
-        # inpainting (generation.md §7.4 step 6): (z0, mask, nmask) — every prediction keeps z0
-        # where mask is 1
+        # inpainting (generation.md §7.4 step 6): a callable (prediction, denoiser, sigma) -> blended
+        # prediction that keeps z0 where the mask is 1 (modules.img2img.mask_blend.LatentBlend)
         self.mask_blend = None
         # the active conds only change when the counter passes a schedule boundary: reuse them till then
         ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
@@ -173,8 +173,7 @@ class CFGDenoiser:
                 for row, weight in conds:
                     result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
         if self.mask_blend is not None:
-            z0, mask, nmask = self.mask_blend
-            result = result * nmask + z0 * mask
+            result = self.mask_blend(result, self, sigma)
         return result
 
     def _call_with_callbacks(self, x, sigma, a: _ActiveConds):

@@ -166,6 +166,21 @@ def deactivate(p, extra_network_data):
             log.exception("deactivating extra network %s", extra_network.name)
 
 
+def model_switched(model):
+    """The job's model changed part-way (a refiner taking over, the hires checkpoint): every handler
+    with a `model_switched(model)` method moves its active set onto the new model."""
+    seen = set()
+    for name, extra_network in extra_network_registry.items():
+        handler = getattr(extra_network, "model_switched", None)
+        if handler is None or id(extra_network) in seen:
+            continue
+        seen.add(id(extra_network))
+        try:
+            handler(model)
+        except Exception:
+            log.exception("moving extra network %s to the new model", name)
+
+
 def get_user_metadata(filename, lister=None):
     """User metadata of a network file: the JSON file next to it with the same stem, or {}.
 

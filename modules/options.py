@@ -162,9 +162,11 @@ class Options:
             info = self.data_labels.get(key)
             if info is None:
                 raise OptionError(f"Unknown setting '{key}'")
-            if api and info.restrict_api:
+            # the value it already has is accepted: clients post back what GET /options gave them
+            unchanged = self.data.get(key, info.default) == value
+            if api and info.restrict_api and not unchanged:
                 raise OptionError(f"Setting '{key}' cannot be changed through the API")
-            if key in self.frozen_keys:
+            if key in self.frozen_keys and not unchanged:
                 flag = self.frozen_by.get(key)
                 raise OptionError(f"Setting '{key}' is frozen" + (f" by {flag}" if flag else ""))
             value = _convert_number(key, info, value)
@@ -227,7 +229,10 @@ class Options:
                 self.data[key] = value  # kept for extensions that register later
                 continue
             try:
-                self.data[key] = convert_value(key, info, value)
+                converted = convert_value(key, info, value)
+                if info.validate is not None:  # a stored choice that no longer exists, for one
+                    info.validate(converted)
+                self.data[key] = converted
             except OptionError as e:
                 print(f"Settings file {filename}: {e}; using the default")
 

@@ -154,6 +154,8 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     nmask: Any = None
     image_conditioning: Any = None
     overlay_images: list = field(default_factory=list)
+    overlay_sources: list = field(default_factory=list)  # init pixels behind each overlay (soft inpainting)
+    mask_for_overlay: Any = None
     paste_to: tuple | None = None
     color_corrections: list | None = None
 
@@ -622,6 +624,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         state.job = f"Batch {n + 1} out of {p.n_iter}"
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
         p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+        shared.model_holder.take_back(p.sd_model)  # issue 11: the refiner may hold it since the last batch
         p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         if p.scripts is not None:  # extension hook: the batch's prompts may still change
             p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
@@ -660,6 +663,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
         finally:
             if not p.disable_extra_networks:
                 extra_networks.deactivate(p, network_data)
+        if p.scripts is not None:  # extension hook: post_sample, before the VAE decode
+            latents = p.scripts.samples_after_sampling(p, latents)
         if model.device_config.nan_check and torch.isnan(latents).any():
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
@@ -680,6 +685,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 image = p.scripts.image_after_postprocess(p, image)
             if not p.is_txt2img:  # colour correction and the overlay, after face restoration (A1111's order)
                 image = p.finish_image(image, i)
+            if p.scripts is not None:  # extension hook: after the inpainting composite, before saving
+                image = p.scripts.image_after_composite(p, image)
             if not p.do_not_save_samples and opts.samples_save:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)

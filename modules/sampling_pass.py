@@ -11,6 +11,7 @@ import torch
 
 from modules import conditioning, devices, previews, prompt_parser, rng, sd_samplers, shared
 from modules.denoiser import CFGDenoiser, Guidance
+from modules.img2img.mask_blend import LatentBlend
 from modules.noise_schedule import DiscreteSchedule, schedule_settings_keys
 
 opt_C = 4  # latent channels (A1111's name, also exported by modules.processing)
@@ -216,7 +217,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     sigmas = sigmas.to(device)
     blend = None
     if spec.mask is not None:
-        blend = (spec.init_latent.to(device), spec.mask.to(device), spec.nmask.to(device))
+        blend = LatentBlend(p, spec.init_latent.to(device), spec.mask.to(device), spec.nmask.to(device))
 
     control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
     if control is not None:
@@ -257,7 +258,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         step_offset += len(segment_sigmas) - 1
         counter = denoiser.step
     if blend is not None:  # the final latent once more (§7.4 step 6)
-        x = x * blend[2] + blend[0] * blend[1]
+        x = blend(x)
     return x
 
 

@@ -571,6 +571,35 @@ class ScriptRunner:
         self.postprocess_image(p, pp)
         return pp.image
 
+    # -- inpainting and sampling hooks' entry points for the core (issue 8) --
+    def blend_latent(self, p, current, init_latent, mask, nmask, blended, denoiser=None, sigma=None):
+        """on_mask_blend around one latent blend; returns the (possibly replaced) blended latent."""
+        if not self.ordered_hook("on_mask_blend"):
+            return blended
+        mba = MaskBlendArgs(current, nmask, init_latent, mask, blended, denoiser=denoiser, sigma=sigma)
+        self.on_mask_blend(p, mba)
+        return mba.blended_latent
+
+    def samples_after_sampling(self, p, samples):
+        """post_sample on the batch's final latent, before VAE decode."""
+        if not self.ordered_hook("post_sample"):
+            return samples
+        ps = PostSampleArgs(samples)
+        self.post_sample(p, ps)
+        return ps.samples
+
+    def mask_overlay(self, p, index: int, mask_for_overlay, overlay_image) -> tuple:
+        """postprocess_maskoverlay for one image: (mask_for_overlay, overlay_image)."""
+        ppmo = PostProcessMaskOverlayArgs(index, mask_for_overlay, overlay_image)
+        self.postprocess_maskoverlay(p, ppmo)
+        return ppmo.mask_for_overlay, ppmo.overlay_image
+
+    def image_after_composite(self, p, image):
+        pp = PostprocessImageArgs(image)
+        self.postprocess_image_after_composite(p, pp)
+        return pp.image
+    # -- end of issue 8's entry points --
+
     def post_sample(self, p, ps: PostSampleArgs):
         self._call("post_sample", p, ps)
 

@@ -265,7 +265,16 @@ class ModelHolder:
         print(f"Loaded {info.title} ({new_model.family}, {new_model.parameterization})")
         from modules import script_callbacks
         script_callbacks.model_loaded_callback(new_model)  # extensions (reported, never fatal)
+        from modules import extra_networks
+        extra_networks.model_switched(new_model)  # a job's active LoRA / hypernetworks follow it
         return new_model
+
+    def take_back(self, model: SdModel) -> None:
+        """Make a model that is still in memory the loaded one again: a job's base checkpoint for its
+        next batch, after the refiner or the hires checkpoint took over in the previous one."""
+        if self.sd_model is not model:
+            self.sd_model = model
+            devices.torch_gc()
 
     def ensure_for_job(self) -> SdModel:
         """The model named by the (possibly overridden) sd_model_checkpoint setting."""

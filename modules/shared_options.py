@@ -29,6 +29,8 @@ def register_builtin_options(opts: Options) -> None:
         opts.add_option(key, OptionInfo(default=default, label=label, section=controlnet_options.SECTION))
     from modules.settings.presentation import describe_builtin_options
     describe_builtin_options(opts)  # A1111's labels, components and pages for the Settings tab
+    from modules.settings.choices import install_choice_checks
+    install_choice_checks(opts)  # radio/dropdown settings take one of their choices (issue 14 fuzz)
 
 
 def freeze_from_flags(opts: Options, cmd_opts) -> None:

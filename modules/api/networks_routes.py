@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 
 def list_loras() -> list[dict]:
@@ -35,12 +35,16 @@ def create_router() -> APIRouter:
 THUMB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
 
 
-def thumb(filename: str = ""):
-    """`GET /sd_extra_networks/thumb?filename=…`: a preview image, only from the pages' folders."""
+def thumb(request: Request, filename: str = ""):
+    """`GET /sd_extra_networks/thumb?filename=…`: a preview image, only from the pages' folders,
+    and with --gradio-auth only for a logged-in UI session (like every other page resource)."""
     from fastapi import HTTPException
     from fastapi.responses import FileResponse
 
+    from modules import auth
     from modules.networks import cards
+    if not auth.gradio_session_ok(request):
+        raise HTTPException(401, "Not authenticated")
     real = os.path.realpath(filename)
     folders = [os.path.realpath(f) for page in cards.PAGES for f in cards.page_folders(page) if f]
     inside = any(os.path.commonpath([real, f]) == f for f in folders if os.path.isdir(f))

@@ -13,14 +13,11 @@ from modules import jobs, sd_models, shared
 from modules.state import Interrupted
 from modules.training.datasets import DatasetError
 from modules.training.embedding import TrainEmbeddingArgs, TrainingError, create_embedding, train_embedding
+from modules.training.hypernetwork import TrainHypernetworkArgs, create_hypernetwork, train_hypernetwork
 from modules.training.learn_schedule import ScheduleError
 from modules.training.lora import LoraTrainArgs, train_lora
 
 _CLIENT_ERRORS = (TrainingError, ScheduleError, DatasetError, sd_models.CheckpointNotFound)
-
-HYPERNETWORK_MISSING = ("Hypernetworks are not available in this version: the hypernetwork module "
-                        "(modules/networks) is not installed yet, so they cannot be created or trained")
-
 
 class CreateEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -30,16 +27,36 @@ class CreateEmbeddingRequest(BaseModel):
     init_text: str = "*"
 
 
+class CreateHypernetworkRequest(BaseModel):
+    """A1111's body; ours: every field but name and enable_sizes has the Create tab's default."""
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    enable_sizes: list[int | str]
+    overwrite_old: bool = False
+    layer_structure: list[float] | str | None = "1, 2, 1"
+    activation_func: str | None = "linear"
+    weight_init: str | None = "Normal"
+    add_layer_norm: bool = False
+    use_dropout: bool = False
+    dropout_structure: list[float] | str | None = "0, 0, 0"
+
+
 def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel]:
     """A pydantic body with the dataclass's fields and defaults; unknown fields are refused."""
     hints = typing.get_type_hints(dataclass_type)
     spec = {}
     for f in dataclasses.fields(dataclass_type):
-        spec[f.name] = (overrides.get(f.name, hints[f.name]), f.default)
+        if f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:  # `...` is pydantic's "required": a missing field is a 422, not a 500 from the dataclass
+            default = ... if f.default is dataclasses.MISSING else f.default
+        spec[f.name] = (overrides.get(f.name, hints[f.name]), default)
     return create_model(name, __config__=ConfigDict(extra="forbid"), id_task=(str | None, None), **spec)
 
 
 TrainEmbeddingRequest = _request_model("TrainEmbeddingRequest", TrainEmbeddingArgs, {
+    "learn_rate": str | float, "clip_grad_value": str | float})
+TrainHypernetworkRequest = _request_model("TrainHypernetworkRequest", TrainHypernetworkArgs, {
     "learn_rate": str | float, "clip_grad_value": str | float})
 TrainLoraRequest = _request_model("TrainLoraRequest", LoraTrainArgs, {})
 
@@ -53,21 +70,33 @@ def _run(fn, kind: str, task_id: str | None):
         raise HTTPException(503, str(e)) from None
 
 
+# Names become file names (<name>.pt, <name>.safetensors, <name>-state): most file systems take 255 bytes.
+MAX_NAME_BYTES = 200
+
+
+def _check_file_name(field: str, value: str | None) -> None:
+    if value is not None and len(value.encode("utf8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise HTTPException(422, f"{field}: at most {MAX_NAME_BYTES} bytes, it becomes a file name")
+
+
 def create_router() -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/create/embedding")
     def create_embedding_api(req: CreateEmbeddingRequest):
+        _check_file_name("name", req.name)
         path = _run(lambda: create_embedding(req.name, req.num_vectors_per_token, req.overwrite_old, req.init_text),
                     "create_embedding", None)
         return {"info": f"create embedding filename: {path}"}
 
     @router.post("/create/hypernetwork")
-    def create_hypernetwork_api(req: dict):
-        raise HTTPException(501, HYPERNETWORK_MISSING)
+    def create_hypernetwork_api(req: CreateHypernetworkRequest):
+        path = _run(lambda: create_hypernetwork(**req.model_dump()), "create_hypernetwork", None)
+        return {"info": f"create hypernetwork filename: {path}"}
 
     @router.post("/train/embedding")
     def train_embedding_api(req: TrainEmbeddingRequest):
+        _check_file_name("embedding_name", req.embedding_name)
         values = req.model_dump(exclude={"id_task"})
         for key in ("learn_rate", "clip_grad_value"):
             values[key] = str(values[key])
@@ -79,11 +108,20 @@ def create_router() -> APIRouter:
         return {"info": f"train embedding complete: filename: {path} error: None", "message": message}
 
     @router.post("/train/hypernetwork")
-    def train_hypernetwork_api(req: dict):
-        raise HTTPException(501, HYPERNETWORK_MISSING)
+    def train_hypernetwork_api(req: TrainHypernetworkRequest):
+        values = req.model_dump(exclude={"id_task"})
+        for key in ("learn_rate", "clip_grad_value"):
+            values[key] = str(values[key])
+        args = TrainHypernetworkArgs(**values)
+        try:
+            message, path = _run(lambda: train_hypernetwork(args), "train_hypernetwork", req.id_task)
+        except Interrupted:
+            return {"info": "train hypernetwork interrupted before training started: filename: None error: Interrupted"}
+        return {"info": f"train hypernetwork complete: filename: {path} error: None", "message": message}
 
     @router.post("/train/lora")
     def train_lora_api(req: TrainLoraRequest):
+        _check_file_name("output_name", req.output_name)
         args = LoraTrainArgs(**req.model_dump(exclude={"id_task"}))
         try:
             message, path = _run(lambda: train_lora(args), "train_lora", req.id_task)

@@ -17,6 +17,11 @@ def _background(value, mode_name: str) -> Image.Image:
     return value["background"]
 
 
+def background_image(value, mode_name: str) -> Image.Image:
+    """The uploaded picture of an editor (or a plain image), or a message naming the mode."""
+    return _background(value, mode_name)
+
+
 def strokes_mask(value) -> Image.Image:
     """mask (L) = 255 where any layer has a visible stroke (alpha > 0), else 0."""
     background = _background(value, "Inpaint")

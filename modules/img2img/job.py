@@ -62,6 +62,8 @@ def init(p, all_seeds) -> None:
     p.image_mask = prepared.image_mask
     p.paste_to = prepared.paste_to
     p.overlay_images = prepared.overlay_images
+    p.overlay_sources = prepared.overlay_sources
+    p.mask_for_overlay = prepared.mask_for_overlay
     p.image_conditioning = prepared.image_conditioning
     if p.sd_model.is_inpainting:
         p.extra_generation_params["Conditional mask weight"] = opts.inpainting_mask_weight
@@ -96,16 +98,19 @@ def sample(p, model, prompts, negatives, seeds, subseeds):
 
 def finish_image(p, image, index: int):
     opts = shared.opts
+    overlay_layer = _overlay(p, index)
+    if p.scripts is not None:  # extension hook: may replace this image's overlay (soft inpainting)
+        _, overlay_layer = p.scripts.mask_overlay(p, index, p.mask_for_overlay, overlay_layer)
     if p.color_corrections is not None and index < len(p.color_corrections):
         if opts.save_images_before_color_correction and not p.do_not_save_samples:
             from modules.processing import _save_one, create_infotext
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, iteration=p.iteration,
                                    position_in_batch=index)
             at = p.iteration * p.batch_size + index
-            _save_one(p, overlay.apply_overlay(image, p.paste_to, _overlay(p, index)), text,
+            _save_one(p, overlay.apply_overlay(image, p.paste_to, overlay_layer), text,
                       p.all_seeds[at], p.all_prompts[at], "-before-color-correction")
         image = color_correction.apply(p.color_corrections[index], image)
-    return overlay.apply_overlay(image, p.paste_to, _overlay(p, index))
+    return overlay.apply_overlay(image, p.paste_to, overlay_layer)
 
 
 def _overlay(p, index):

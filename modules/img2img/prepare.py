@@ -27,6 +27,8 @@ class Prepared:
     image_mask: Image.Image | None = None     # the processed pixel mask at the job size
     paste_to: tuple | None = None             # (x, y, w, h) of an "Only masked" crop
     overlay_images: list = field(default_factory=list)
+    overlay_sources: list = field(default_factory=list)  # the init pixels the overlays were cut from
+    mask_for_overlay: Image.Image | None = None  # the overlay's mask (1 = the result shows), full size
     color_references: list = field(default_factory=list)
     image_conditioning: torch.Tensor | None = None  # inpainting UNets: [B, 5, h, w]
 
@@ -81,12 +83,13 @@ def prepare(p, model, seeds, background: str, overlay_inpaint: bool, mask_weight
         latent_mask_source = resize_image(p.resize_mode, masks.to_mask(p.latent_mask, p.mask_round),
                                           p.width, p.height)
 
-    prepared_images, overlays, references = [], [], []
+    prepared_images, overlays, sources, references = [], [], [], []
     for image in images:
         if crop is None and p.resize_mode != LATENT_UPSCALE:
             image = resize_image(p.resize_mode, image, p.width, p.height, upscaler)
         if image_mask is not None and overlay_inpaint:
             overlays.append(overlay.overlay_image(image, overlay_mask))
+            sources.append(image)
         if crop is not None:
             image = resize_image(RESIZE_AND_FILL, image.crop(crop), p.width, p.height, upscaler)
         if image_mask is not None and p.inpainting_fill == FILL:
@@ -97,6 +100,7 @@ def prepare(p, model, seeds, background: str, overlay_inpaint: bool, mask_weight
     batch = p.batch_size
     if len(prepared_images) == 1:
         prepared_images, overlays, references = prepared_images * batch, overlays * batch, references * batch
+        sources = sources * batch
     pixels = encode.to_tensor(prepared_images)
     init_latent = encode.encode(model, pixels, seeds[:len(prepared_images)])
     if p.resize_mode == LATENT_UPSCALE and crop is None:
@@ -104,7 +108,8 @@ def prepare(p, model, seeds, background: str, overlay_inpaint: bool, mask_weight
                                                       mode="bilinear")
 
     result = Prepared(init_latent=init_latent, images=prepared_images, image_mask=image_mask,
-                      overlay_images=overlays, color_references=references)
+                      overlay_images=overlays, overlay_sources=sources, color_references=references,
+                      mask_for_overlay=overlay_mask if overlays else None)
     if crop is not None:
         x1, y1, x2, y2 = crop
         result.paste_to = (x1, y1, x2 - x1, y2 - y1)

@@ -47,6 +47,7 @@ class ExtraNetworkLora(extra_networks.ExtraNetwork):
     def __init__(self):
         super().__init__("lora")
         self._in_batch = False  # a second activation before deactivate is the hires pass
+        self._switch_reports = []  # (model title, report) of refiner / hires-checkpoint take-overs
 
     def activate(self, p, params_list):
         from modules import shared
@@ -77,20 +78,30 @@ class ExtraNetworkLora(extra_networks.ExtraNetwork):
         self._write_hashes(p, report, opts)
         self._in_batch = True
 
-    def _comment(self, p, report, opts):
+    def model_switched(self, model):
+        """A refiner or hires checkpoint took over during the batch: the active set follows it."""
+        if not self._in_batch or not lora.loaded_networks:
+            return
+        report = lora.reapply(model)
+        self._switch_reports.append((model.sd_checkpoint_info.short_title, report))
+
+    def _comment(self, p, report, opts, where=""):
+        def say(text):  # the same messages for a model that took over, named after it
+            p.comment(f"{text} (on {where})" if where else text)
+
         if report.not_found:
             text = f"Lora not found: {', '.join(report.not_found)}"
-            p.comment(text)
+            say(text)
             if opts.lora_not_found_warning_console:
                 print(text)
         for item in report.failed_to_load:
-            p.comment(f"Lora failed to load: {item}")
+            say(f"Lora failed to load: {item}")
         if report.refused:
-            p.comment(f"Lora not applied, made for another model family: {', '.join(report.refused)}")
+            say(f"Lora not applied, made for another model family: {', '.join(report.refused)}")
         for name, keys in report.unmatched.items():
-            p.comment(f"Lora {name}: {len(keys)} keys match no layer of the model: {_names_text(keys)}")
+            say(f"Lora {name}: {len(keys)} keys match no layer of the model: {_names_text(keys)}")
         if report.errors:
-            p.comment("Networks with errors: " + ", ".join(f"{n} ({c})" for n, c in report.errors.items()))
+            say("Networks with errors: " + ", ".join(f"{n} ({c})" for n, c in report.errors.items()))
 
     def _write_hashes(self, p, report, opts):
         if not self._in_batch:
@@ -109,5 +120,10 @@ class ExtraNetworkLora(extra_networks.ExtraNetwork):
             p.extra_generation_params["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
 
     def deactivate(self, p):
+        from modules import shared
+        reports, self._switch_reports = self._switch_reports, []
+        for where, report in reports:
+            self._comment(p, report, shared.opts, where)
         self._in_batch = False
         lora.restore_all()
+

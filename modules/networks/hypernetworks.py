@@ -315,11 +315,18 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
             if hn not in objects:
                 objects.append(hn)
         loaded_hypernetworks = objects
+        self._active = objects
         model = shared.model_holder.sd_model if shared.model_holder is not None else None
         if model is None or not objects:
             hooks.remove()
             return
         hooks.install(model.unet, objects, model.device_config.device)
 
+    def model_switched(self, model):
+        """A refiner or hires checkpoint took over during the batch: the hooks move onto its UNet."""
+        if getattr(self, "_active", None):
+            hooks.install(model.unet, self._active, model.device_config.device)
+
     def deactivate(self, p):
+        self._active = []
         hooks.remove()

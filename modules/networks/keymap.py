@@ -117,15 +117,27 @@ def module_table(model) -> dict[str, Target]:
         prefixes = (["lora_te1_"] if index == 0 else ["lora_te2_"]) if sdxl else ["lora_te_", "lora_te1_"]
         if getattr(model, "family", "") == "sdxl-refiner":
             prefixes = ["lora_te2_"]
+        openclip = _is_openclip(model, index)
         for path, module in encoder.named_modules():
             if not isinstance(module, PATCHABLE):
                 continue
+            if openclip and path.endswith(OPENCLIP_DROPPED):
+                continue  # A1111 drops these on OpenCLIP encoders (networks.md §2.4): reported as unmatched
             flat = _text_model_path(path).replace(".", "_")
             target = Target(prefixes[0] + flat, module, True)
             for prefix in prefixes:
                 table.setdefault(prefix + flat, target)
     _tables[unet] = table
     return table
+
+
+OPENCLIP_DROPPED = ("layer_norm1", "layer_norm2")
+
+
+def _is_openclip(model, index: int) -> bool:
+    """The encoder is OpenCLIP in the original checkpoint: SD2's, SDXL's second, the refiner's."""
+    family = getattr(model, "family", "")
+    return family.startswith("sd2") or family == "sdxl-refiner" or (index == 1 and len(model.text_encoders) == 2)
 
 
 def is_sdxl_model(model) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class LoadedNetwork:
 
 
 loaded_networks: list[LoadedNetwork] = []
+_keyed_models: "weakref.WeakSet" = weakref.WeakSet()  # models whose network_cond_key we set
 
 
 def lora_folders() -> list[str]:
@@ -189,10 +191,23 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
     report.errors = dict(patcher.failures)
     report.networks = new_set
     loaded_networks = new_set
+    # the patcher restored every layer not wanted here, other models' included: their conds are plain
+    for other in list(_keyed_models):
+        if other is not model:
+            other.network_cond_key = ()
     model.network_cond_key = tuple((n.key, n.te_multiplier, n.dyn_dim) for n in new_set
                                    if any(t.is_te for t in n.modules.values()))
+    _keyed_models.add(model)
     purge_cache(limit)
     return report
+
+
+def reapply(model) -> ActivationReport:
+    """The active set, with its multipliers, moved onto `model` (a refiner or hires checkpoint that
+    took over part-way); the previous model's layers are restored."""
+    nets = list(loaded_networks)
+    return load_networks([n.name for n in nets], [n.te_multiplier for n in nets],
+                         [n.unet_multiplier for n in nets], [n.dyn_dim for n in nets], model=model)
 
 
 def restore_all() -> None:
@@ -202,5 +217,5 @@ def restore_all() -> None:
     loaded_networks = []
     from modules import shared
     model = shared.model_holder.sd_model if shared.model_holder is not None else None
-    if model is not None:
-        model.network_cond_key = ()
+    for other in list(_keyed_models) + ([model] if model is not None else []):
+        other.network_cond_key = ()

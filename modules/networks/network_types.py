@@ -229,9 +229,9 @@ def compute(parts: dict, w: torch.Tensor, b: torch.Tensor | None, multiplier: fl
         extra = _f(parts["bias"])
         d = (d.reshape(extra.shape) + extra)
     d = _fit(d, shape, module_name)
-    d = d * scale(kind, parts)
+    d = d * scale(kind, parts)  # a new tensor: from here on in place (parts stay untouched)
     if "dora_scale" in parts:
         d = dora(w + d, parts["dora_scale"], w)
     if bias_delta is not None and (b is None or bias_delta.shape != b.shape):
         raise ValueError("bias delta does not fit the layer's bias")
-    return d * multiplier, bias_delta
+    return d.mul_(multiplier), bias_delta

@@ -66,12 +66,13 @@ class Patcher:
             self._patched.append(weakref.ref(module))
 
     def _patch(self, module, patches: list[LayerPatch], key: tuple) -> None:
-        weight = module.weight
-        bias = getattr(module, "bias", None)
+        weight, bias = stored_tensors(module)
         module.network_backup = (weight.detach().to("cpu", copy=True),
                                  None if bias is None else bias.detach().to("cpu", copy=True))
-        w = weight.detach().to(torch.float32, copy=True)
-        b = None if bias is None else bias.detach().to(torch.float32, copy=True)
+        # float32 layers are summed in place (the same single rounding per add); others in a float32 copy
+        in_place = weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
+        w = weight.detach() if in_place else weight.detach().to(torch.float32, copy=True)
+        b = None if bias is None else (bias.detach() if in_place else bias.detach().to(torch.float32, copy=True))
         for patch in patches:
             parts = {k: v.to(w.device) if isinstance(v, torch.Tensor) else v for k, v in patch.parts.items()}
             try:
@@ -82,12 +83,13 @@ class Patcher:
                 self.failure_details.append(detail)
                 log.info("network layer not applied: %s", detail)
                 continue
-            w = w + dw
+            w = w.add_(dw) if in_place else w + dw
             if db is not None:
-                b = b + db
-        weight.copy_(w.to(weight.dtype))
-        if bias is not None and b is not None:
-            bias.copy_(b.to(bias.dtype))
+                b = b.add_(db) if in_place else b + db
+        if not in_place:
+            weight.copy_(w.to(weight.dtype))
+            if bias is not None and b is not None:
+                bias.copy_(b.to(bias.dtype))
         module.network_patch_key = key
 
     def restore_all(self) -> None:
@@ -96,14 +98,34 @@ class Patcher:
         self._patched = []
 
 
+def _offload_hooks(module) -> list:
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        return []
+    return list(getattr(hook, "hooks", [hook]))  # accelerate's SequentialHook holds several
+
+
+def stored_tensors(module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The tensors that hold a layer's weight and bias. Under accelerate's sequential offload
+    (--lowvram) the module's own parameters are empty `meta` tensors between forwards and the real
+    ones live in the hook's weights map, which every forward copies from: patch those."""
+    for hook in _offload_hooks(module):
+        weights = getattr(hook, "weights_map", None)
+        if getattr(hook, "offload", False) and weights is not None:
+            bias = weights["bias"] if getattr(module, "bias", None) is not None else None
+            return weights["weight"], bias
+    return module.weight, getattr(module, "bias", None)
+
+
 @torch.no_grad()
 def restore_module(module) -> None:
     backup = getattr(module, "network_backup", None)
     if backup is None:
         return
     weight_backup, bias_backup = backup
-    module.weight.copy_(weight_backup)
+    weight, bias = stored_tensors(module)
+    weight.copy_(weight_backup)
     if bias_backup is not None:
-        module.bias.copy_(bias_backup)
+        bias.copy_(bias_backup)
     module.network_backup = None  # no copy kept outside jobs (bounded memory)
     module.network_patch_key = None

@@ -47,50 +47,22 @@ NEEDS_RELOAD_UI = {
 NEEDS_RESTART: set[str] = set()  # the prioritized_callbacks_* lists, once callbacks exist
 
 
-# -- dynamic choices (called when the tab is built, so they show what is installed now) ----------
-def _checkpoints():
-    from modules import sd_models
-    return sd_models.checkpoint_titles()
+# -- dynamic choices: named here, provided by the UI floor (modules/ui/settings_choices.py), which
+# may import the model modules; this module is imported by shared_options and must not.
+CHOICE_PROVIDERS: dict = {}  # name -> () -> list of choices
+REFRESH_PROVIDERS: dict = {}  # name -> () -> None
 
 
-def _vaes():
-    from modules import sd_vae
-    return ["Automatic", "None", *sd_vae.vae_dict]
+def _provided(name: str):
+    return lambda: CHOICE_PROVIDERS[name]()
 
 
-def _upscalers():
-    from modules.upscaling import core
-    names = core.upscaler_names()
-    return names if "None" in names else ["None", *names]
-
-
-def _samplers():
-    from modules import sd_samplers
-    return [s.name for s in sd_samplers.all_samplers]
-
-
-def _setting_keys():
-    from modules import shared
-    return list(shared.opts.data_labels)
-
-
-def _infotext_keys():
-    from modules import shared
-    return sorted({info.infotext for info in shared.opts.data_labels.values() if info.infotext})
+_checkpoints, _vaes, _upscalers, _samplers = (_provided(n) for n in ("checkpoints", "vaes", "upscalers", "samplers"))
+_setting_keys, _infotext_keys = _provided("setting_keys"), _provided("infotext_keys")
 
 
 def _tab_names():
     return ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train"]
-
-
-def _refresh_checkpoints():
-    from modules import sd_models, shared
-    shared.job_queue.run(sd_models.list_models, name="refresh-checkpoints")
-
-
-def _refresh_vaes():
-    from modules import sd_vae, shared
-    shared.job_queue.run(sd_vae.refresh_vae_list, name="refresh-vae")
 
 
 def slider(minimum, maximum, step):
@@ -503,7 +475,7 @@ for _key in ("show_progressbar", "live_previews_enable", "live_previews_image_fo
              "js_live_preview_in_modal_lightbox", "prevent_screen_sleep_during_generation"):
     SECTION_OF[_key] = ("ui", "Live previews")
 
-REFRESH = {"sd_model_checkpoint": _refresh_checkpoints, "sd_vae": _refresh_vaes}
+REFRESH = {key: (lambda key=key: REFRESH_PROVIDERS[key]()) for key in ("sd_model_checkpoint", "sd_vae")}
 
 
 def describe_builtin_options(opts: Options) -> None:

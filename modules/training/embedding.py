@@ -6,22 +6,20 @@ prompts will get. SDXL embeddings carry `clip_l` and `clip_g` vectors (ours; A11
 """
 from __future__ import annotations
 
-import csv
 import datetime
 import hashlib
 import json
 import os
 import random
-import time
 from dataclasses import asdict, dataclass, fields
 
 import torch
 
 from modules import conditioning, shared
-from modules.state import Interrupted
 from modules.textual_inversion import Embedding, EmbeddingDatabase, embedding_to_data
-from modules.training import datasets, objective, progress, templates
+from modules.training import datasets, progress, step_loop, templates
 from modules.training.learn_schedule import LearnRateScheduler, ScheduleError
+from modules.training.step_loop import grad_scaler  # noqa: F401 (used by the LoRA trainer)
 
 
 class TrainingError(ValueError):
@@ -221,38 +219,11 @@ def _database_with(embedding: Embedding) -> EmbeddingDatabase:
     return db
 
 
-def sdxl_time_ids(width: int, height: int, batch: int) -> torch.Tensor:
-    return torch.tensor([[height, width, 0, 0, height, width]] * batch, dtype=torch.float32)
-
-
 def require_resident_model(model) -> None:
     """Training keeps every component on the device for the whole run; the offload modes move
     them back and forth per use, which a training step cannot follow."""
     if model.device_config.offloads:
         raise TrainingError("Training needs the whole model on the GPU: restart without --medvram / --lowvram")
-
-
-def grad_scaler(model):
-    """fp16 weights: scale the loss so small gradients do not flush to zero (off in float32)."""
-    fp16 = model.device_config.device.type == "cuda" and model.device_config.dtype == torch.float16
-    return torch.amp.GradScaler("cuda", enabled=fp16)
-
-
-def clip_gradients(params, mode: str, value: float) -> None:
-    if mode == "value":
-        torch.nn.utils.clip_grad_value_(params, value)
-    elif mode == "norm":
-        torch.nn.utils.clip_grad_norm_(params, value)
-
-
-def _write_csv(path: str, step: int, epoch_len: int, loss: float, rate: float) -> None:
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf8") as file:
-        writer = csv.writer(file)
-        if new:
-            writer.writerow(["step", "epoch", "epoch_step", "loss", "learn_rate"])
-        epoch = (step - 1) // epoch_len
-        writer.writerow([step, epoch, (step - 1) % epoch_len + 1, f"{loss:.7f}", rate])
 
 
 def preview_image(model, run, *, prompt: str, negative: str, steps: int, sampler: str, cfg: float, seed: int,
@@ -306,8 +277,6 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
         if args.clip_grad_mode != "disabled" else None
     run = progress.start(state, "train-embedding", name, args.steps, start_step)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
-    generator = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed)
     device = model.device_config.device
 
     log_dir = log_folder(args.log_directory, name)
@@ -319,7 +288,6 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
         join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
     batch_size = min(args.batch_size, len(dataset.items))
     accumulation = max(1, min(args.gradient_step, len(dataset.items) // batch_size))
-    epoch_len = max(1, len(dataset.items) // batch_size // accumulation)
     _write_settings(log_dir, args, model, len(dataset.items), embedding.vectors)
 
     vec = _trainable(embedding.vec, device)
@@ -333,77 +301,36 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
             optimizer.load_state_dict(saved["optimizer_state_dict"])
         else:
             print(f"Optimizer state {optim_file} does not match the embedding's vectors; starting a fresh optimizer")
-    parameterization = objective.parameterization_of(model)
-    scaler = grad_scaler(model)
-    step = start_step
-    interrupted = False
-    last_prompt = ""
-    batches: list = []
-    state.time_start = time.time()
+
+    def after_step(step: int, last_prompt: str) -> None:
+        trained.step = step
+        if args.save_embedding_every and step % args.save_embedding_every == 0:
+            copy = os.path.join(log_dir, "embeddings", f"{name}-{step}.pt")
+            save_embedding_file(embedding, vec, copy, step, f"{name}-{step}",
+                                optimizer if shared.opts.save_optimizer_state else None)
+            run.last_saved = copy
+        if args.create_image_every and step % args.create_image_every == 0:
+            _embedding_preview(model, run, args, embedding, vec, step, last_prompt, log_dir)
+
+    loop = step_loop.StepLoop(
+        model=model, run=run, dataset=dataset, params=_params(vec), optimizer=optimizer, scheduler=scheduler,
+        clip_scheduler=clip_scheduler, clip_mode=args.clip_grad_mode,
+        encode=lambda prompts: conditioning.encode_with_grad(model, prompts, embeddings=db),
+        after_step=after_step, max_steps=args.steps, batch_size=batch_size, accumulation=accumulation,
+        use_weight=args.use_weight,
+        csv_path=os.path.join(log_dir, "textual_inversion_loss.csv") if args.log_directory else None,
+        seed=seed, step=start_step)
     try:
-        while step < args.steps:
-            if state.interrupted:
-                interrupted = True
-                break
-            scheduler.apply(optimizer, step)
-            if scheduler.finished:
-                break
-            total = 0.0
-            for _ in range(accumulation):
-                if not batches:
-                    batches = dataset.batches(batch_size, rng)
-                batch = batches.pop()
-                latents = torch.stack([dataset.latent_for(item, generator) for item in batch]).to(device)
-                x0 = latents * model.vae_scaling_factor
-                prompts = [dataset.prompt_for(item) for item in batch]
-                last_prompt = prompts[0]
-                cond = conditioning.encode_with_grad(model, prompts, embeddings=db)
-                t, noise = objective.sample_noise(x0, generator)
-                x_t, target = objective.noisy_latents_and_target(x0, noise, t, model.alphas_cumprod, parameterization)
-                if isinstance(cond, dict):
-                    h, w = x0.shape[2] * 8, x0.shape[3] * 8
-                    pred = objective.unet_prediction(model, model.unet, x_t, t, cond["crossattn"], cond["vector"],
-                                                     sdxl_time_ids(w, h, len(batch)))
-                else:
-                    pred = objective.unet_prediction(model, model.unet, x_t, t, cond)
-                weight = None
-                if args.use_weight and all(item.weight is not None for item in batch):
-                    weight = torch.stack([item.weight for item in batch]).to(device)
-                loss = objective.per_sample_mse(pred, target, weight).mean() / accumulation
-                scaler.scale(loss).backward()
-                total += float(loss.detach())
-            scaler.unscale_(optimizer)
-            if clip_scheduler is not None:
-                clip_scheduler.step(step)
-                clip_gradients(_params(vec), args.clip_grad_mode, clip_scheduler.learn_rate)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            trained.step = step
-            progress.report_step(state, run, step, total, last_prompt)
-            every_csv = shared.opts.training_write_csv_every
-            if args.log_directory and every_csv and step % every_csv == 0:
-                os.makedirs(log_dir, exist_ok=True)
-                _write_csv(os.path.join(log_dir, "textual_inversion_loss.csv"), step, epoch_len, total,
-                           scheduler.learn_rate)
-            if args.save_embedding_every and step % args.save_embedding_every == 0:
-                copy = os.path.join(log_dir, "embeddings", f"{name}-{step}.pt")
-                save_embedding_file(embedding, vec, copy, step, f"{name}-{step}",
-                                    optimizer if shared.opts.save_optimizer_state else None)
-                run.last_saved = copy
-            if args.create_image_every and step % args.create_image_every == 0:
-                _embedding_preview(model, run, args, embedding, vec, step, last_prompt, log_dir)
-    except Interrupted:
-        interrupted = True
+        loop.run_steps()
     finally:
         # written even when the loop stops early, so the run can be resumed (merge-train.md §4.8)
         # ours: the final file always gets its .optim, so any run can be continued with its
         # optimizer state (save_optimizer_state decides for the copies in the log folder)
-        save_embedding_file(embedding, vec, final_path, step, name, optimizer)
+        save_embedding_file(embedding, vec, final_path, loop.step, name, optimizer)
         run.last_saved = final_path
         from modules import sd_models
         sd_models.refresh_embeddings(model, force=True)
+    step, interrupted = loop.step, loop.interrupted
     verb = "interrupted" if interrupted else "finished"
     run.message = f"Training {verb} at {step} steps.\nEmbedding saved to {final_path}"
     return run.message, final_path
@@ -438,14 +365,16 @@ def _sampler_name(name: str) -> str:
     return name
 
 
-def _write_settings(log_dir: str, args, model, image_count: int, vectors: int) -> None:
+def _write_settings(log_dir: str, args, model, image_count: int, vectors: int | None) -> None:
     if not shared.opts.save_training_settings_to_txt or not args.log_directory:
         return
     os.makedirs(log_dir, exist_ok=True)
     now = datetime.datetime.now()
     record = {"datetime": now.strftime("%Y-%m-%d %H:%M:%S"), **asdict(args),
               "model_name": model.sd_checkpoint_info.name_for_extra, "model_hash": model.sd_model_hash,
-              "num_of_dataset_images": image_count, "num_vectors_per_token": vectors}
+              "num_of_dataset_images": image_count}
+    if vectors is not None:  # hypernetworks have none
+        record["num_vectors_per_token"] = vectors
     path = os.path.join(log_dir, f"settings-{now.strftime('%Y-%m-%d-%H-%M-%S')}.json")
     with open(path, "w", encoding="utf8") as file:
         json.dump(record, file, indent=4)

@@ -615,14 +615,9 @@ class LoraRun:
 
 
 def _refresh_lora_list() -> None:
-    """Tell the LoRA registry (networks issue) a file appeared, when that registry exists."""
-    try:
-        from modules.networks import lora_registry  # noqa: F401
-    except ImportError:
-        return
-    refresh = getattr(lora_registry, "refresh", None) or getattr(lora_registry, "list_available_networks", None)
-    if refresh is not None:
-        refresh()
+    """List the LoRA folders again so GET /sdapi/v1/loras and the prompt tags see the new file."""
+    from modules.networks import lora as networks_lora
+    networks_lora.list_available_networks()
 
 
 def train_lora(args: LoraTrainArgs) -> tuple[str, str]:

@@ -36,6 +36,7 @@ def create_ui() -> gr.Blocks:
         send_to.wire_gallery(txt2img_tab, img2img_tab, tabs, with_parameters=True)
         send_to.wire_gallery(img2img_tab, img2img_tab, tabs, with_parameters=False)
         send_to.wire_png_info(pnginfo, img2img_tab, tabs)
+        send_to.wire_extras(extras_tab, img2img_tab, tabs)  # Extras gallery -> img2img / inpaint / extras
         pnginfo["send_buttons"]["extras"].click(
             lambda image: [image, gr.Tabs(selected="extras")], inputs=[pnginfo["image"]],
             outputs=[extras_tab["image"], tabs], show_progress="hidden", api_visibility="private")

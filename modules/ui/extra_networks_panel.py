@@ -39,9 +39,16 @@ STYLE = """<style>
 
 
 def _action_js(tabname: str, action: str, dataset: str) -> str:
+    # `target`: the tab's last focused prompt box (TI cards go there, §8.4), kept by _focus_js
     return (f"const d={dataset}.dataset;const b=document.querySelector('#{tabname}_extra_networks_action textarea');"
-            f"b.value=JSON.stringify({{action:'{action}',page:d.page,name:d.name,t:Date.now()}});"
+            f"const f=(window.extraNetworksLastFocus||{{}})['{tabname}']||'prompt';"
+            f"b.value=JSON.stringify({{action:'{action}',page:d.page,name:d.name,target:f,t:Date.now()}});"
             "b.dispatchEvent(new Event('input',{bubbles:true}));")
+
+
+def _focus_js(tabname: str, box: str) -> str:
+    return (f"() => {{ window.extraNetworksLastFocus = window.extraNetworksLastFocus || {{}}; "
+            f"window.extraNetworksLastFocus['{tabname}'] = '{box}'; }}")
 
 
 def _search_js(tabname: str, page: str) -> str:
@@ -192,11 +199,11 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
         try:
             data = json.loads(text or "{}")
         except ValueError:
-            return [gr.update(), gr.update(), ""] + no_editor
+            return [gr.update(), gr.update(), ""] + no_editor + [gr.update()] * len(selector)
         card = _find_card(str(data.get("page")), str(data.get("name")))
         if card is None:
             return [gr.update(), gr.update(), f"<div class='error'>{html.escape(str(data.get('name')))} is no longer "
-                    f"listed; press Refresh</div>"] + no_editor
+                    f"listed; press Refresh</div>"] + no_editor + [gr.update()] * len(selector)
         if data.get("action") == "edit":
             user = card.user_metadata
             return [gr.update(), gr.update(), ""] + [
@@ -206,18 +213,26 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
                 gr.update(value=user.get("sd version", "Unknown"), visible=card.page == "lora"),
                 gr.update(value=float(user.get("preferred weight", 0) or 0), visible=card.page == "lora"),
                 gr.update(value=user.get("activation text", ""), visible=card.page == "lora"),
-                gr.update(value=user.get("negative text", ""), visible=card.page == "lora")]
+                gr.update(value=user.get("negative text", ""), visible=card.page == "lora")] + \
+                [gr.update()] * len(selector)
         if card.page == "checkpoints":
             from modules.ui import quicksettings
-            _dropdown, message = quicksettings.switch_checkpoint(card.name)
-            return [gr.update(), gr.update(), html.escape(message or "")] + no_editor
+            dropdown, message = quicksettings.switch_checkpoint(card.name)
+            return [gr.update(), gr.update(), html.escape(message or "")] + no_editor + [dropdown] * len(selector)
         separator = shared.opts.extra_networks_add_text_separator
+        if card.page == "textual_inversion" and data.get("target") == "negative":
+            new_negative = cards_mod.toggle_text(negative_text, card.prompt_text, separator)
+            return [gr.update(), new_negative, ""] + no_editor + [gr.update()] * len(selector)
         new_prompt = cards_mod.toggle_text(prompt_text, card.prompt_text, separator)
         new_negative = cards_mod.toggle_negative(negative_text, card.negative_text, separator)
-        return [new_prompt, new_negative, ""] + no_editor
+        return [new_prompt, new_negative, ""] + no_editor + [gr.update()] * len(selector)
 
+    # the quicksettings checkpoint dropdown follows a checkpoint-card click (it is built before the tabs)
+    selector = _checkpoint_selector()
     action.change(on_action, inputs=[action, prompt, negative_prompt],
-                 outputs=[prompt, negative_prompt, notice, *editor_outputs], **private)
+                 outputs=[prompt, negative_prompt, notice, *editor_outputs, *selector], **private)
+    prompt.focus(None, js=_focus_js(tabname, "prompt"), **private)
+    negative_prompt.focus(None, js=_focus_js(tabname, "negative"), **private)
 
     def save(target, description, notes, version, weight, activation, negative):
         if not target or not target.get("filename"):
@@ -252,6 +267,17 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
         refresh.click(refresh_all, inputs=inputs, outputs=[cards_html], api_visibility="private")
     components.update(action=action, notice=notice, pages=pages, editor=editor)
     return components
+
+
+def _checkpoint_selector() -> list:
+    """[the quicksettings checkpoint dropdown] when it belongs to the Blocks being built, else []."""
+    from gradio.context import get_blocks_context
+
+    from modules.ui import quicksettings
+    dropdown, blocks = quicksettings.checkpoint_dropdown, get_blocks_context()
+    if dropdown is None or blocks is None or blocks.blocks.get(dropdown._id) is not dropdown:
+        return []
+    return [dropdown]
 
 
 def refresh_pages() -> None:

@@ -57,13 +57,17 @@ def make_run(steps, step_controls: list[tuple[str, list[str]]]):
     return run
 
 
+def _selected_index(evt: gr.SelectData):
+    return evt.index
+
+
 def create() -> dict:
     steps = runner.ordered_steps()
     with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
         with gr.Row(equal_height=False):
             with gr.Column(variant="compact"):
                 tab_index = gr.State(value=0)
-                with gr.Tabs(elem_id="mode_extras"):
+                with gr.Tabs(elem_id="mode_extras") as mode_tabs:
                     with gr.Tab("Single Image", id="single_image", elem_id="extras_single_tab") as tab_single:
                         single = gr.Image(label="Source", type="filepath", image_mode="RGBA", elem_id="extras_image",
                                           format="png", sources=["upload", "clipboard"])
@@ -88,8 +92,16 @@ def create() -> dict:
                 gallery = gr.Gallery(label="Output", elem_id="extras_gallery", columns=2, format="png")
                 generation_info = gr.Textbox(visible=False, elem_id="extras_generation_info")
                 html_info = gr.HTML(elem_id="html_info_extras")
+                selected_index = gr.State(-1)  # the gallery image the Send to buttons take
+                with gr.Row(elem_id="image_buttons_extras"):
+                    send_buttons = {target: gr.Button(f"{icon} Send to {target}", elem_id=f"extras_send_to_{target}",
+                                                      size="sm")
+                                    for icon, target in (("🖼️", "img2img"), ("🎨️", "inpaint"), ("📐", "extras"))}
+                gallery.select(_selected_index, inputs=None, outputs=[selected_index], show_progress="hidden",
+                               api_visibility="private")
         single.change(fn=lambda: [s.image_changed() for s in steps] and None, api_visibility="private")
         submit.click(fn=make_run(steps, step_controls),
                      inputs=[tab_index, single, files, input_dir, output_dir, show_results, *components],
                      outputs=[gallery, generation_info, html_info], api_visibility="private")
-    return {"gallery": gallery, "image": single}
+    return {"gallery": gallery, "image": single, "selected_index": selected_index, "send_buttons": send_buttons,
+            "mode_tabs": mode_tabs, "tab_index": tab_index}

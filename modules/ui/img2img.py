@@ -10,7 +10,7 @@ from modules import processing, sd_samplers, sd_schedulers, shared
 from modules.img2img import batch, editor_inputs
 from modules.img2img.prepare import MASKED_CONTENT_NAMES
 from modules.img2img.resize import RESIZE_MODE_NAMES
-from modules.ui import extra_networks_panel, save_outputs, styles_ui
+from modules.ui import extra_networks_panel, interrogate_buttons, save_outputs, styles_ui
 from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _seed_section, _last_seed,
                                 count_tokens, error_outputs, format_duration, paste_parameters, stream_job,
                                 values_from_infotext)
@@ -18,12 +18,26 @@ from modules.ui.txt2img import (USER_ERRORS, _job_fields, _refiner_section, _see
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 MODE_TAB_IDS = ("img2img", "img2img_sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 INPAINT_MODES = (2, 3, 4)
-EDITOR_HEIGHT = 480
-MASK_BRUSH = gr.Brush(colors=[("#ffffff", 0.6)], default_color=("#ffffff", 0.6), color_mode="fixed")
+
+
+def _editor_height() -> int:
+    """Setting img2img_editor_height (read when the page is built)."""
+    return int(shared.opts.img2img_editor_height)
+
+
+def _mask_brush():
+    """The Inpaint brush in the colour of setting img2img_inpaint_mask_brush_color, fixed (a mask)."""
+    color = (shared.opts.img2img_inpaint_mask_brush_color, 0.6)
+    return gr.Brush(colors=[color], default_color=color, color_mode="fixed")
+
+
+def _sketch_brush(setting: str):
+    """Sketch brushes start with the colour of their setting and let the user pick others."""
+    return gr.Brush(default_color=getattr(shared.opts, setting), color_mode="defaults")
 
 
 def _editor(elem_id: str, brush, label: str):
-    return gr.ImageEditor(label=label, type="pil", image_mode="RGBA", format="png", height=EDITOR_HEIGHT,
+    return gr.ImageEditor(label=label, type="pil", image_mode="RGBA", format="png", height=_editor_height(),
                           sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(), layers=False,
                           transforms=(), fixed_canvas=False, elem_id=elem_id)
 
@@ -118,17 +132,18 @@ def _mode_tabs(sources: dict, mode: gr.State):
     with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
         with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tab0:
             sources["img2img"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
-                                          sources=["upload", "clipboard"], height=EDITOR_HEIGHT,
+                                          sources=["upload", "clipboard"], height=_editor_height(),
                                           elem_id="img2img_image")
             copy_rows = {"img2img": _copy_row("img2img")}
         with gr.Tab("Sketch", id="img2img_sketch", elem_id="img2img_img2img_sketch_tab") as tab1:
-            sources["sketch"] = _editor("img2img_sketch", gr.Brush(color_mode="defaults"), "Image for img2img")
+            sources["sketch"] = _editor("img2img_sketch", _sketch_brush("img2img_sketch_default_brush_color"),
+                                        "Image for img2img")
             copy_rows["sketch"] = _copy_row("sketch")
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tab2:
-            sources["inpaint"] = _editor("img2maskimg", MASK_BRUSH, "Image for inpainting with mask")
+            sources["inpaint"] = _editor("img2maskimg", _mask_brush(), "Image for inpainting with mask")
             copy_rows["inpaint"] = _copy_row("inpaint")
         with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as tab3:
-            sources["inpaint_sketch"] = _editor("inpaint_sketch", gr.Brush(color_mode="defaults"),
+            sources["inpaint_sketch"] = _editor("inpaint_sketch", _sketch_brush("img2img_inpaint_sketch_default_brush_color"),
                                                 "Color sketch inpainting")
             copy_rows["inpaint_sketch"] = _copy_row("inpaint_sketch")
         with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tab4:
@@ -210,7 +225,9 @@ def create() -> dict:
                 with gr.Row():
                     interrupt_button = gr.Button("Interrupt", elem_id="img2img_interrupt")
                     skip_button = gr.Button("Skip", elem_id="img2img_skip")
-                paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
+                with gr.Row():
+                    paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
+                    interrogate_tools = interrogate_buttons.create_buttons()  # 📎 / 📦 (issue 8)
         c["styles"] = styles_ui.create("img2img", c["prompt"], c["negative_prompt"])
         extra_networks_panel.create("img2img", c["prompt"], c["negative_prompt"])
         mode = gr.State(0)
@@ -300,6 +317,7 @@ def create() -> dict:
             tab.select(lambda: gr.Slider(visible=_pix2pix_loaded()),
                        outputs=[c["image_cfg_scale"]], **private)
         _wire_copy_buttons(sources, [mode, inpaint_group, extras["mask_alpha"]], batch_controls)
+        interrogate_buttons.wire(interrogate_tools, mode, sources, batch_controls, c["prompt"], notes)
         detect_size.click(_detect_size, inputs=[mode, *sources.values(), c["width"], c["height"]],
                           outputs=[c["width"], c["height"]], **private)
     return {"controls": c, "paste": lambda text: values_from_infotext(text, names),

@@ -99,7 +99,11 @@ def _wire_setting(demo: gr.Blocks, key, info, component, button, notice) -> None
     demo.load(lambda key=key: getattr(shared.opts, key), outputs=[component], api_visibility="private")
 
 
+checkpoint_dropdown = None  # the last built checkpoint selector; the extra-networks panel updates it
+
+
 def create(demo: gr.Blocks):
+    global checkpoint_dropdown
     # with --freeze-settings there is no bar, but a model can still be chosen
     keys = ["sd_model_checkpoint"] if shared.cmd_opts.freeze_settings else \
         list(dict.fromkeys(shared.opts.quicksettings_list))
@@ -127,4 +131,5 @@ def create(demo: gr.Blocks):
                           api_visibility="private")
         refresh_button.click(refresh, outputs=[checkpoint, notice], api_visibility="private")
         demo.load(current, outputs=[checkpoint, notice], api_visibility="private")
+    checkpoint_dropdown = checkpoint
     return checkpoint

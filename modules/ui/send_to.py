@@ -53,3 +53,32 @@ def wire_png_info(pnginfo: dict, img2img_tab: dict, tabs: gr.Tabs) -> None:
             outputs=[img2img_tab["sources"]["img2img" if target == "img2img" else "inpaint"], *controls,
                      *img2img_tab["mode_outputs"], img2img_tab["mode_tabs"], tabs],
             show_progress="hidden", api_visibility="private")
+
+
+def wire_extras(extras_tab: dict, img2img_tab: dict, tabs: gr.Tabs) -> None:
+    """The Extras gallery's Send to img2img / inpaint / extras: the selected image only (an Extras
+    result has no generation parameters to send)."""
+    buttons = extras_tab["send_buttons"]
+    for target in ("img2img", "inpaint"):
+        mode, source_key, tab_id = MODE_OF_TARGET[target]
+
+        def send(gallery_value, selected_index, mode=mode, tab_id=tab_id):
+            image, _ = _selected(gallery_value, selected_index)
+            if image is None:
+                return [gr.skip()] * 6
+            return [image, *mode_updates(mode), gr.Tabs(selected=tab_id), gr.Tabs(selected="img2img")]
+
+        buttons[target].click(send, inputs=[extras_tab["gallery"], extras_tab["selected_index"]],
+                              outputs=[img2img_tab["sources"][source_key], *img2img_tab["mode_outputs"],
+                                       img2img_tab["mode_tabs"], tabs],
+                              show_progress="hidden", api_visibility="private")
+
+    def to_extras(gallery_value, selected_index):
+        image, _ = _selected(gallery_value, selected_index)
+        if image is None:
+            return [gr.skip()] * 4
+        return [image, 0, gr.Tabs(selected="single_image"), gr.Tabs(selected="extras")]
+
+    buttons["extras"].click(to_extras, inputs=[extras_tab["gallery"], extras_tab["selected_index"]],
+                            outputs=[extras_tab["image"], extras_tab["tab_index"], extras_tab["mode_tabs"], tabs],
+                            show_progress="hidden", api_visibility="private")

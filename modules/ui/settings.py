@@ -7,7 +7,7 @@ import gradio as gr
 from modules import shared
 from modules.options import OptionError
 from modules.settings import apply, presentation
-from modules.ui import settings_components
+from modules.ui import settings_choices, settings_components  # noqa: F401 (choices register on import)
 
 # Page switching and search only toggle visibility, so they run in the page (no server round trip).
 CSS = """

@@ -12,18 +12,15 @@ import pandas as pd
 from modules import jobs, sd_models, shared
 from modules.state import Interrupted
 from modules.training import embedding as ti
+from modules.training import hypernetwork as hn_training
 from modules.training import lora, progress, templates
 from modules.training.datasets import DatasetError
 from modules.training.learn_schedule import ScheduleError
 
 USER_ERRORS = (ti.TrainingError, ScheduleError, DatasetError, sd_models.NoModelError, sd_models.CheckpointNotFound,
                ValueError, Interrupted)
-HYPERNETWORK_MISSING = ("Hypernetworks are not available in this version yet (the hypernetwork module is not "
-                        "installed), so they cannot be created or trained.")
-ACTIVATIONS = ["linear", "relu", "leakyrelu", "elu", "swish", "tanh", "sigmoid", "celu", "gelu", "glu", "hardshrink",
-               "hardsigmoid", "hardtanh", "logsigmoid", "logsoftmax", "mish", "prelu", "rrelu", "relu6", "selu", "silu",
-               "softmax", "softmax2d", "softmin", "softplus", "softshrink", "softsign", "tanhshrink", "threshold"]
-WEIGHT_INITS = ["Normal", "KaimingUniform", "KaimingNormal", "XavierUniform", "XavierNormal"]
+ACTIVATIONS = hn_training.activation_choices()
+WEIGHT_INITS = hn_training.WEIGHT_INITS
 private = dict(show_progress="hidden", api_visibility="private")
 
 
@@ -33,6 +30,11 @@ def _error(text: str) -> str:
 
 def embedding_names() -> list[str]:
     return sorted(shared.embedding_db.word_embeddings) if shared.embedding_db else []
+
+
+def hypernetwork_names() -> list[str]:
+    from modules.networks import hypernetworks
+    return list(hypernetworks.list_hypernetworks())
 
 
 def template_names() -> list[str]:
@@ -98,6 +100,34 @@ def _train_embedding(*values):
     yield from run_training(lambda: ti.train_embedding(args), "train_embedding")
 
 
+def _create_hypernetwork(name, sizes, layer_structure, activation, weight_init, layer_norm, use_dropout,
+                         dropout_structure, overwrite):
+    def job():
+        return hn_training.create_hypernetwork(name, sizes, bool(overwrite), layer_structure, activation, weight_init,
+                                               bool(layer_norm), bool(use_dropout), dropout_structure)
+    try:
+        path = shared.job_queue.run(job, name="create_hypernetwork")
+    except USER_ERRORS as e:
+        return gr.update(), "", _error(str(e))
+    return gr.Dropdown(choices=hypernetwork_names(), value=ti.sanitize_name(name)), f"Created: {path}", ""
+
+
+def _train_hypernetwork(hypernetwork_name, learn_rate, *values):
+    """The Train sub-tab's shared fields, with the hypernetwork's name and learning rate."""
+    fields = dict(zip(_TRAIN_FIELDS, values))
+    for key in ("batch_size", "gradient_step", "training_width", "training_height", "steps", "create_image_every",
+                "save_embedding_every", "preview_steps", "preview_seed", "preview_width", "preview_height"):
+        if key in fields:
+            fields[key] = int(fields[key])
+    if not hypernetwork_name:
+        yield "", gr.update(), gr.update(), "", _error("Choose a hypernetwork to train (create one first)")
+        return
+    fields.update(hypernetwork_name=hypernetwork_name, learn_rate=learn_rate,
+                  save_hypernetwork_every=fields.pop("save_embedding_every"))
+    args = hn_training.TrainHypernetworkArgs.from_dict(fields)
+    yield from run_training(lambda: hn_training.train_hypernetwork(args), "train_hypernetwork")
+
+
 def _train_lora(*values):
     fields = dict(zip(_LORA_FIELDS, values))
     for key in ("network_dim", "train_batch_size", "max_train_steps", "max_train_epochs", "save_every_n_steps",
@@ -135,7 +165,7 @@ def create(txt2img_controls: dict | None = None) -> None:
     """The tab; txt2img_controls (the txt2img tab's components) feed the preview parameters."""
     txt2img_controls = txt2img_controls or {}
     with gr.Tab("Train", id="train", elem_id="tab_train"):
-        gr.HTML("<p>Train textual-inversion embeddings and LoRA networks on the loaded checkpoint; see the "
+        gr.HTML("<p>Train textual-inversion embeddings, hypernetworks and LoRA networks on the loaded checkpoint; see the "
                 "README's <b>Training</b> section. Embedding training works best with square images.</p>")
         with gr.Row(equal_height=False):
             with gr.Column(variant="compact"):
@@ -161,11 +191,13 @@ def create(txt2img_controls: dict | None = None) -> None:
                                      api_visibility="private", show_progress="hidden")
         for button in (train_controls["interrupt"], lora_controls["interrupt"]):
             button.click(lambda: shared.state.interrupt(), **private)
-        train_controls["train_hypernetwork"].click(lambda: ("", _error(HYPERNETWORK_MISSING)),
-                                                   outputs=[output, error], **private)
+        train_controls["train_hypernetwork"].click(
+            _train_hypernetwork, inputs=[train_controls["hypernetwork"], train_controls["hypernetwork_learn_rate"]]
+            + train_inputs, outputs=outputs, api_visibility="private", show_progress="hidden")
         _CREATED["button"].click(_create_embedding, inputs=_CREATED["inputs"],
                                outputs=[train_controls["embedding"], output, error], **private)
-        _HYPER["button"].click(lambda: ("", _error(HYPERNETWORK_MISSING)), outputs=[output, error], **private)
+        _HYPER["button"].click(_create_hypernetwork, inputs=_HYPER["inputs"],
+                               outputs=[train_controls["hypernetwork"], output, error], **private)
 
 
 _CREATED: dict = {}
@@ -184,23 +216,26 @@ def _create_embedding_tab():
 
 def _create_hypernetwork_tab():
     with gr.Tab("Create hypernetwork", id="create_hypernetwork"):
-        gr.HTML(f"<p>{html.escape(HYPERNETWORK_MISSING)}</p>")
-        gr.Textbox(label="Name", elem_id="train_new_hypernetwork_name")
-        gr.CheckboxGroup(label="Modules", choices=["768", "1024", "320", "640", "1280"],
-                         value=["768", "320", "640", "1280"], elem_id="train_new_hypernetwork_sizes")
-        gr.Textbox(label="Enter hypernetwork layer structure", value="1, 2, 1", elem_id="train_new_hypernetwork_layer_structure")
-        gr.Dropdown(label="Select activation function of hypernetwork. Recommended : Swish / Linear(none)",
-                    choices=ACTIVATIONS, value="linear", elem_id="train_new_hypernetwork_activation_func")
-        gr.Dropdown(label="Select Layer weights initialization. Recommended: Kaiming for relu-like, Xavier for "
-                    "sigmoid-like, Normal otherwise", choices=WEIGHT_INITS, value="Normal",
-                    elem_id="train_new_hypernetwork_initialization_option")
-        gr.Checkbox(label="Add layer normalization", elem_id="train_new_hypernetwork_add_layer_norm")
-        gr.Checkbox(label="Use dropout", elem_id="train_new_hypernetwork_use_dropout")
-        gr.Textbox(label="Enter hypernetwork Dropout structure (or empty). Recommended : 0~0.35 incrementing sequence: "
-                   "0, 0.05, 0.15", value="0, 0, 0", elem_id="train_new_hypernetwork_dropout_structure")
-        gr.Checkbox(label="Overwrite Old Hypernetwork", elem_id="train_overwrite_old_hypernetwork")
+        name = gr.Textbox(label="Name", elem_id="train_new_hypernetwork_name")
+        sizes = gr.CheckboxGroup(label="Modules", choices=["768", "1024", "320", "640", "1280"],
+                                 value=["768", "320", "640", "1280"], elem_id="train_new_hypernetwork_sizes")
+        structure = gr.Textbox(label="Enter hypernetwork layer structure", value="1, 2, 1",
+                               placeholder="1st and last digit must be 1. ex:'1, 2, 1'",
+                               elem_id="train_new_hypernetwork_layer_structure")
+        activation = gr.Dropdown(label="Select activation function of hypernetwork. Recommended : Swish / Linear(none)",
+                                 choices=ACTIVATIONS, value="linear", elem_id="train_new_hypernetwork_activation_func")
+        init = gr.Dropdown(label="Select Layer weights initialization. Recommended: Kaiming for relu-like, Xavier for "
+                           "sigmoid-like, Normal otherwise", choices=WEIGHT_INITS, value="Normal",
+                           elem_id="train_new_hypernetwork_initialization_option")
+        layer_norm = gr.Checkbox(label="Add layer normalization", elem_id="train_new_hypernetwork_add_layer_norm")
+        dropout = gr.Checkbox(label="Use dropout", elem_id="train_new_hypernetwork_use_dropout")
+        dropout_structure = gr.Textbox(label="Enter hypernetwork Dropout structure (or empty). Recommended : 0~0.35 "
+                                       "incrementing sequence: 0, 0.05, 0.15", value="0, 0, 0",
+                                       elem_id="train_new_hypernetwork_dropout_structure")
+        overwrite = gr.Checkbox(label="Overwrite Old Hypernetwork", elem_id="train_overwrite_old_hypernetwork")
         button = gr.Button("Create hypernetwork", variant="primary", elem_id="create_hypernetwork")
-    _HYPER.update(button=button)
+    _HYPER.update(button=button, inputs=[name, sizes, structure, activation, init, layer_norm, dropout,
+                                         dropout_structure, overwrite])
 
 
 def _refresh(dropdown, choices_fn):
@@ -215,10 +250,13 @@ def _train_tab() -> dict:
             fields["embedding_name"] = gr.Dropdown(label="Embedding", choices=embedding_names(), elem_id="train_embedding",
                                                    allow_custom_value=True)
             _refresh(fields["embedding_name"], embedding_names)
-            hypernetwork = gr.Dropdown(label="Hypernetwork", choices=[], elem_id="train_hypernetwork")
+            hypernetwork = gr.Dropdown(label="Hypernetwork", choices=hypernetwork_names(), elem_id="train_hypernetwork",
+                                       allow_custom_value=True)
+            _refresh(hypernetwork, hypernetwork_names)
         with gr.Row():
             fields["learn_rate"] = gr.Textbox(label="Embedding Learning rate", value="0.005", elem_id="train_embedding_learn_rate")
-            gr.Textbox(label="Hypernetwork Learning rate", value="0.00001", elem_id="train_hypernetwork_learn_rate")
+            hypernetwork_learn_rate = gr.Textbox(label="Hypernetwork Learning rate", value="0.00001",
+                                                 elem_id="train_hypernetwork_learn_rate")
         with gr.Row():
             fields["clip_grad_mode"] = gr.Dropdown(label="Gradient Clipping", choices=["disabled", "value", "norm"],
                                                    value="disabled", elem_id="train_clip_grad_mode")
@@ -263,7 +301,8 @@ def _train_tab() -> dict:
             train_hypernetwork = gr.Button("Train Hypernetwork", variant="primary", elem_id="train_train_hypernetwork")
     _TRAIN_FIELDS[:] = list(fields)
     return {"inputs": list(fields.values()), "embedding": fields["embedding_name"], "hypernetwork": hypernetwork,
-            "train_embedding": train_embedding, "interrupt": interrupt, "train_hypernetwork": train_hypernetwork}
+            "train_embedding": train_embedding, "interrupt": interrupt, "train_hypernetwork": train_hypernetwork,
+            "hypernetwork_learn_rate": hypernetwork_learn_rate}
 
 
 def _lora_tab() -> dict:

@@ -133,14 +133,46 @@ def test_train_lora_with_kohya_names(train_server):
     path = os.path.join(str(train_server.root), "models", "Lora", "foxlora.safetensors")
     assert r.json() == {"info": f"Training finished at 8 steps.\nLoRA saved to {path}", "filename": path}
     assert os.path.exists(path.replace(".safetensors", "-step00000004.safetensors"))
-    listing = requests.get(train_server.url + "/sdapi/v1/loras", timeout=30)
-    if listing.status_code != 404:  # the LoRA list exists once the networks component is there
-        assert "foxlora" in [item["name"] for item in listing.json()]
+    listing = requests.get(train_server.url + "/sdapi/v1/loras", timeout=30)  # no refresh-loras call before
+    assert {"name": "foxlora", "path": path} in [{"name": i["name"], "path": i["path"]} for i in listing.json()]
     bad = post(train_server, "/train/lora", {**body, "optimizer_type": "Lion"})
     assert bad.status_code == 422 and "optimizer_type" in bad.json()["detail"]
 
 
-def test_hypernetwork_routes_say_they_are_not_available(train_server):
-    for route in ("/create/hypernetwork", "/train/hypernetwork"):
-        r = post(train_server, route, {"name": "h"})
-        assert r.status_code == 501 and "Hypernetworks are not available" in r.json()["detail"]
+def test_create_and_train_hypernetwork_with_a1111_fields(train_server):
+    folder = os.path.join(str(train_server.root), "models", "hypernetworks")
+    path = os.path.join(folder, "foxhn.pt")
+    body = {"name": "foxhn", "enable_sizes": ["32", "16"], "overwrite_old": True, "layer_structure": "1, 2, 1",
+            "activation_func": "relu", "weight_init": "XavierNormal", "add_layer_norm": False, "use_dropout": False,
+            "dropout_structure": "0, 0, 0"}
+    try:
+        r = post(train_server, "/create/hypernetwork", body)
+        assert r.status_code == 200 and r.json() == {"info": f"create hypernetwork filename: {path}"}
+        listing = requests.get(train_server.url + "/sdapi/v1/hypernetworks", timeout=30).json()
+        assert {"name": "foxhn", "path": path} in listing
+        again = post(train_server, "/create/hypernetwork", {**body, "overwrite_old": False})
+        assert again.status_code == 422 and "already exists" in again.json()["detail"]
+        bad = post(train_server, "/create/hypernetwork", {**body, "layer_structure": "1, 2"})
+        assert bad.status_code == 422 and "layer_structure" in bad.json()["detail"]
+        fields = {k: v for k, v in TRAIN_FIELDS.items() if k not in ("save_image_with_stored_embedding", "save_embedding_every")}
+        fields.update(hypernetwork_name="foxhn", data_root=train_server.images, save_hypernetwork_every=0,
+                      learn_rate="0.001", steps=6, template_filename="hypernetwork.txt")
+        assert len(fields) == 29
+        r = post(train_server, "/train/hypernetwork", fields)
+        assert r.status_code == 200, r.text
+        assert r.json()["info"] == f"train hypernetwork complete: filename: {path} error: None"
+        assert "finished at 6 steps" in r.json()["message"]
+        assert torch_step(path) == 6
+        missing = post(train_server, "/train/hypernetwork", {**fields, "hypernetwork_name": "nohn"})
+        assert missing.status_code == 422 and "hypernetwork_name" in missing.json()["detail"]
+        unknown = post(train_server, "/train/hypernetwork", {**fields, "save_embedding_every": 1})
+        assert unknown.status_code == 422 and "save_embedding_every" in unknown.text
+    finally:
+        for name in ("foxhn.pt", "foxhn.pt.optim"):
+            if os.path.exists(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+
+
+def torch_step(path):
+    import torch
+    return torch.load(path, weights_only=True)["step"]

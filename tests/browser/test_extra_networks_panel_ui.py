@@ -28,7 +28,7 @@ def lora_file(data_dir):
 
 def test_lora_card_toggles_tag_and_generates(page, server, lora_file):  # noqa: F811
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sd1"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sd1"), timeout=120_000)  # the start-up load may still run
     set_job(page, "a lighthouse", steps=2, size=(64, 64))
     page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
     page.locator("#txt2img_lora_tab-button").click()
@@ -60,3 +60,43 @@ def test_lora_card_toggles_tag_and_generates(page, server, lora_file):  # noqa: 
     expect(page.locator("#txt2img_extra_networks_notice")).to_contain_text("Saved", timeout=10_000)
     saved = json.loads(lora_file.with_suffix(".json").read_text())
     assert saved["description"] == "red ink" and saved["activation text"] == "inkwash style"
+
+
+@pytest.fixture(scope="module")
+def embedding_file(data_dir):
+    import torch
+    folder = data_dir / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cardemb.pt"
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": torch.randn(1, 32) * 0.01}}, path)
+    return path
+
+
+def test_ti_card_goes_to_last_focused_box_and_checkpoint_card_moves_the_dropdown(page, server, embedding_file):  # noqa: F811
+    page.goto(server.url + "/")
+    dropdown = page.locator("#setting_sd_model_checkpoint input")
+    expect(dropdown).to_have_value(re.compile("tiny-sd1"), timeout=120_000)  # the start-up load may still run
+    prompt, negative = page.locator("#txt2img_prompt textarea"), page.locator("#txt2img_neg_prompt textarea")
+    prompt.fill("a lighthouse")
+    negative.fill("ugly")
+    page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_textual_inversion_tab-button").click()
+    page.locator("#txt2img_textual_inversion_extra_refresh").click()
+    card = page.locator("#txt2img_textual_inversion_cards .extra-network-card[data-name='cardemb']")
+    expect(card).to_be_visible(timeout=30_000)
+    negative.click()  # the last focused box is the negative prompt
+    card.click()
+    expect(negative).to_have_value("ugly cardemb", timeout=10_000)
+    expect(prompt).to_have_value("a lighthouse")
+    prompt.click()
+    card.click()
+    expect(prompt).to_have_value("a lighthouse cardemb", timeout=10_000)
+    expect(negative).to_have_value("ugly cardemb")  # left as it was
+
+    page.locator("#txt2img_checkpoints_tab-button").click()
+    other = page.locator("#txt2img_checkpoints_cards .extra-network-card[data-name^='tiny-sd2-v']")
+    expect(other).to_be_visible(timeout=30_000)
+    other.click()
+    expect(dropdown).to_have_value(re.compile("tiny-sd2-v"), timeout=60_000)
+    page.locator("#txt2img_checkpoints_cards .extra-network-card[data-name^='tiny-sd1.']").click()
+    expect(dropdown).to_have_value(re.compile("tiny-sd1"), timeout=60_000)

@@ -65,10 +65,10 @@ def events():
 
 
 def test_discovery_names_order_and_load_errors(loaded):
-    names = [e.name for e in extensions.extensions]
-    assert names == ["hook-recorder", "raising-ext", "wildcards-lite"]
-    assert all(e.enabled and not e.is_builtin for e in extensions.extensions)
-    assert extensions.extensions[0].canonical_name == "hook-recorder"  # folder name, not metadata Name
+    user = [e for e in extensions.extensions if not e.is_builtin]  # extensions-builtin/ (soft-inpainting) first
+    assert [e.name for e in user] == ["hook-recorder", "raising-ext", "wildcards-lite"]
+    assert all(e.enabled for e in user)
+    assert user[0].canonical_name == "hook-recorder"  # folder name, not metadata Name
     # metadata.ini: recorder.py loads After raising-ext's scripts; the broken import is reported, the rest load
     files = [os.path.basename(s.path) for s in scripts.list_scripts("scripts", ".py")]
     assert files.index("recorder.py") > files.index("b_raising_hooks.py")
@@ -168,10 +168,11 @@ def test_callback_order_follows_metadata_and_user_priority(loaded, monkeypatch):
 
 def test_disabled_list_and_flags(loaded, monkeypatch):
     monkeypatch.setitem(loaded.opts.data, "disabled_extensions", ["raising-ext"])
-    assert [e.name for e in extensions.list_extensions() if e.enabled] == ["hook-recorder", "wildcards-lite"]
+    assert [e.name for e in extensions.list_extensions() if e.enabled and not e.is_builtin] == \
+        ["hook-recorder", "wildcards-lite"]
     monkeypatch.setitem(loaded.opts.data, "disabled_extensions", [])
     monkeypatch.setattr(loaded.cmd_opts, "disable_extra_extensions", True)
-    assert [e for e in extensions.list_extensions() if e.enabled] == []
+    assert [e for e in extensions.list_extensions() if e.enabled and not e.is_builtin] == []  # built-ins stay
     monkeypatch.setattr(loaded.cmd_opts, "disable_extra_extensions", False)
     extensions.list_extensions()
 

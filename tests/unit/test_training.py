@@ -311,6 +311,7 @@ def test_lora_training_writes_a_kohya_file(session, lora_data):
     expected_hash, _ = lora_network.model_hashes(tensors, {k: v for k, v in meta.items() if k.startswith("ss_")})
     assert meta["sshs_model_hash"] == expected_hash and re.fullmatch(r"[0-9a-f]{64}", expected_hash)
     check_with_diffusers(path, tensors)
+    check_with_our_loader(shared, "tiny-sd1", "test-lora", tensors)
 
     # resume continues the step count and the optimizer state
     args = lora_args(lora_data, output_name="test-lora", max_train_steps=50, network_train_unet_only=False, resume=True)
@@ -319,6 +320,36 @@ def test_lora_training_writes_a_kohya_file(session, lora_data):
     assert [s for s, _ in progress.current().losses] == list(range(41, 51))
     state = torch.load(os.path.join(lora.state_dir("test-lora"), "train_state.pth"), weights_only=True)
     assert state["step"] == 50 and int(state["optimizer"]["state"][0]["step"]) == 50
+
+
+def check_with_our_loader(shared, checkpoint, name, tensors):
+    """The new file is listed without a refresh, and our LoRA loader (modules.networks) matches every
+    module of it to a layer of the loaded model and patches W + (alpha/r)·up@down into it."""
+    from modules.networks import keymap
+    from modules.networks import lora as networks_lora
+
+    def job():
+        model = shared.model_holder.ensure_for_job()
+        assert networks_lora.registry.find(name) is not None
+        table = keymap.module_table(model)
+        modules = {k.split(".")[0] for k in tensors}
+        originals = {m: table[m].module.weight.detach().clone() for m in modules if m in table}
+        report = networks_lora.load_networks([name], model=model)
+        try:
+            assert not report.not_found and not report.failed_to_load and not report.refused
+            assert report.unmatched == {} and report.errors == {}
+            assert set(report.networks[0].modules) == modules == set(originals)
+            for module_name, target in report.networks[0].modules.items():
+                down, up = tensors[f"{module_name}.lora_down.weight"], tensors[f"{module_name}.lora_up.weight"]
+                scale = float(tensors[f"{module_name}.alpha"]) / down.shape[0]
+                expected = originals[module_name] + (up.flatten(1) @ down.flatten(1)).reshape(
+                    originals[module_name].shape) * scale
+                assert torch.allclose(target.module.weight, expected, atol=1e-5), module_name
+        finally:
+            networks_lora.load_networks([], model=model)
+        assert all(torch.equal(table[m].module.weight, w) for m, w in originals.items())  # restored bit for bit
+
+    on_model(shared, checkpoint, job)
 
 
 def check_with_diffusers(path, tensors):
@@ -370,6 +401,8 @@ def test_sdxl_lora_names_and_loss(session, lora_data):
     assert same_weights(before, weights(model))
     with safe_open(path, "pt") as file:
         keys, meta = list(file.keys()), file.metadata()
+        tensors = {k: file.get_tensor(k) for k in keys}
+    check_with_our_loader(shared, "tiny-sdxl", "test-lora-xl", tensors)
     assert any(k.startswith("lora_unet_input_blocks_") for k in keys) and any(k.startswith("lora_unet_middle_block_1_") for k in keys)
     assert any(k.startswith("lora_te1_text_model_") for k in keys) and any(k.startswith("lora_te2_text_model_") for k in keys)
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
@@ -444,3 +477,181 @@ def test_sdxl_embedding_has_both_encoders_and_trains(session, images, one_line_t
     assert message.startswith("Training finished at 10 steps") and trained["step"] == 10
     assert not torch.equal(trained["clip_l"], data["clip_l"]) and not torch.equal(trained["clip_g"], data["clip_g"])
     assert same_weights(before, weights(model))
+
+
+# -------------------------------------------------------------------------------- hypernetworks
+
+def hypernetwork_eval_loss(shared, model, path, prompt, folder):
+    """evaluation_loss with the file applied through the loader's own to_k / to_v hooks."""
+    from modules.networks import hypernetworks as hnf
+    hooks = hnf.HypernetworkHooks()
+    hooks.install(model.unet, [hnf.load_hypernetwork_file(path)], model.device_config.device)
+    try:
+        return evaluation_loss(model, prompt, folder)
+    finally:
+        hooks.remove()
+
+
+def test_create_hypernetwork_writes_a1111_format(session):
+    shared, made = session
+    from modules.networks import hypernetworks as hnf
+    from modules.training import hypernetwork as th
+    from modules.training.embedding import TrainingError
+    path = on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork("test-hn-created", [32, "16"], False, "1, 2, 1",
+                                                                     "relu", "Normal", True, True, "0, 0.1, 0"))
+    made.append(path)
+    assert path == os.path.join(hnf.hypernetwork_folder(), "test-hn-created.pt")
+    data = torch.load(path, weights_only=True)
+    assert sorted(k for k in data if isinstance(k, int)) == [16, 32]
+    sk, sv = data[32]
+    assert sk["linear.0.weight"].shape == (64, 32) and sk["linear.4.weight"].shape == (32, 64)  # Linear ReLU LN Dropout Linear LN
+    assert float(sk["linear.0.weight"].std()) == pytest.approx(0.01, rel=0.2) and not sk["linear.0.bias"].any()
+    assert float(sk["linear.2.weight"].abs().max()) < 0.1  # LayerNorm weight N(0, 0.01) as A1111
+    assert data["layer_structure"] == [1.0, 2.0, 1.0] and data["activation_func"] == "relu"
+    assert data["is_layer_norm"] is True and data["use_dropout"] is True and data["dropout_structure"] == [0.0, 0.1, 0.0]
+    assert data["activate_output"] is False and data["step"] == 0 and data["name"] == "test-hn-created"
+    assert data["weight_initialization"] == "Normal"
+    assert hnf.hypernetworks["test-hn-created"] == path  # listed without a refresh
+    loaded = hnf.load_hypernetwork_file(path)
+    assert torch.equal(loaded.layers[32][0].state_dict()["linear.0.weight"], sk["linear.0.weight"])
+    # Kaiming / Xavier: zero biases, weights of the right scale
+    kaiming = on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork("test-hn-kaiming", [32], True,
+                                                                        [1, 1], "leakyrelu", "KaimingNormal"))
+    made.append(kaiming)
+    w = torch.load(kaiming, weights_only=True)[32][0]["linear.0.weight"]
+    assert float(w.std()) == pytest.approx((2 / (1 + 0.01 ** 2)) ** 0.5 / 32 ** 0.5, rel=0.25)
+    with pytest.raises(TrainingError, match="already exists"):
+        on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork("test-hn-created", [32]))
+    for kwargs, field in ((dict(layer_structure="2, 1"), "layer_structure"), (dict(enable_sizes=[]), "enable_sizes"),
+                          (dict(activation_func="threshold"), "activation_func"), (dict(weight_init="Ones"), "weight_init"),
+                          (dict(use_dropout=True, dropout_structure="0, 1.5, 0"), "dropout_structure")):
+        values = {"name": "test-hn-bad", "enable_sizes": [32], "overwrite_old": True, **kwargs}
+        with pytest.raises(TrainingError, match=field):
+            th.create_hypernetwork(**values)
+    assert not os.path.exists(os.path.join(hnf.hypernetwork_folder(), "test-hn-bad.pt"))
+
+
+def test_train_hypernetwork_lowers_loss_applies_through_loader_and_resumes(session, images):
+    shared, made = session
+    from modules.networks import hypernetworks as hnf
+    from modules.training import hypernetwork as th
+    from modules.training import progress
+    name = "test-hn-trained"
+    path = on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork(name, [32, 16], True, "1, 2, 1", "linear"))
+    made += [path, path + ".optim"]
+    model = on_model(shared, "tiny-sd1", lambda: shared.model_holder.ensure_for_job())
+    before = weights(model)
+    loss_before = hypernetwork_eval_loss(shared, model, path, "a red fox", images)
+    image_before = txt2img(shared, f"a red fox <hypernet:{name}:1>")
+    log_dir = os.path.join(str(images), "..", "hn_log")
+    made.append(os.path.abspath(log_dir))
+    args = th.TrainHypernetworkArgs(hypernetwork_name=name, learn_rate="0.005", data_root=str(images),
+                                    log_directory=log_dir, training_width=64, training_height=64, steps=40,
+                                    template_filename="hypernetwork.txt", create_image_every=20,
+                                    save_hypernetwork_every=20, seed=0, preview_from_txt2img=True,
+                                    preview_prompt="a red fox", preview_steps=2, preview_width=64, preview_height=64,
+                                    preview_seed=3)
+
+    def job():
+        with shared.opts.override({"sd_model_checkpoint": "tiny-sd1", "training_write_csv_every": 10}):
+            return th.train_hypernetwork(args)
+    message, final = shared.job_queue.run(job, name="train_hypernetwork")
+    assert message.startswith("Training finished at 40 steps") and final == path
+    run = progress.current()
+    assert run.kind == "train-hypernetwork" and len(run.previews) == 2
+    losses = [loss for _, loss in run.losses]
+    assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert same_weights(before, weights(model))  # only the MLPs are trained
+    data = torch.load(path, weights_only=True)
+    assert data["step"] == 40 and sorted(k for k in data if isinstance(k, int)) == [16, 32]
+    assert data["sd_checkpoint_name"] and data["sd_checkpoint"]
+    assert hypernetwork_eval_loss(shared, model, path, "a red fox", images) < loss_before
+    day = th.log_folder(log_dir, name)
+    assert sorted(os.listdir(os.path.join(day, "hypernetworks"))) == [f"{name}-20.pt", f"{name}-40.pt"]
+    assert torch.load(os.path.join(day, "hypernetworks", f"{name}-20.pt"), weights_only=True)["step"] == 20
+    assert sorted(os.listdir(os.path.join(day, "images"))) == [f"{name}-20.png", f"{name}-40.png"]
+    rows = open(os.path.join(day, "hypernetwork_loss.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["10", "20", "30", "40"]
+
+    # the trained file, through our loader, feeds to_k / to_v with c + MLP(c)
+    loaded = hnf.load_hypernetwork_file(path)
+    seen = {}
+    attention = next(m for m in model.unet.modules() if hasattr(m, "to_k") and m.to_k.in_features == 32
+                     and getattr(m, "is_cross_attention", False))
+    hooks = hnf.HypernetworkHooks()
+    hooks.install(model.unet, [loaded], model.device_config.device)
+    # pre-hooks run in registration order: these see what to_k / to_v receive after the MLPs
+    handles = [attention.to_k.register_forward_pre_hook(lambda _m, a: seen.__setitem__("k", a[0].detach().clone())),
+               attention.to_v.register_forward_pre_hook(lambda _m, a: seen.__setitem__("v", a[0].detach().clone()))]
+    context = torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            model.unet(torch.randn(1, 4, 8, 8), torch.tensor([500]), encoder_hidden_states=context)
+    finally:
+        hooks.remove()
+        for h in handles:
+            h.remove()
+    sk, sv = data[32]
+    for key, sd in (("k", sk), ("v", sv)):
+        expected = context + (context @ sd["linear.0.weight"].T + sd["linear.0.bias"]) @ sd["linear.1.weight"].T \
+            + sd["linear.1.bias"]
+        assert torch.allclose(seen[key], expected, atol=1e-5)
+        assert not torch.allclose(seen[key], context, atol=1e-4)
+    assert np.abs(txt2img(shared, f"a red fox <hypernet:{name}:1>") - image_before).max() > 0  # new file re-read
+
+    # resume: 40 -> 50 with the optimizer the .optim names
+    args.steps, args.save_hypernetwork_every, args.create_image_every = 50, 0, 0
+    message, _ = shared.job_queue.run(job, name="train_hypernetwork")
+    assert message.startswith("Training finished at 50 steps")
+    assert [s for s, _ in progress.current().losses] == list(range(41, 51))
+    optim = torch.load(path + ".optim", weights_only=True)
+    assert optim["hash"] == th.file_hash(path) and optim["optimizer_name"] == "AdamW"
+    assert int(optim["optimizer_state_dict"]["state"][0]["step"]) == 50
+    assert optim["optimizer_state_dict"]["param_groups"][0]["weight_decay"] == 0.01
+    message, _ = shared.job_queue.run(job, name="train_hypernetwork")
+    assert "already been trained beyond" in message
+
+
+def test_interrupt_hypernetwork_training_saves_file_and_optimizer(session, images):
+    shared, made = session
+    from modules.training import hypernetwork as th
+    name = "test-hn-interrupted"
+    path = on_model(shared, "tiny-sd1", lambda: th.create_hypernetwork(name, [32], True))
+    made += [path, path + ".optim"]
+    args = th.TrainHypernetworkArgs(hypernetwork_name=name, learn_rate="0.001", data_root=str(images), log_directory="",
+                                    training_width=64, training_height=64, steps=100000, create_image_every=0,
+                                    save_hypernetwork_every=0, seed=0)
+
+    def job():
+        with shared.opts.override({"sd_model_checkpoint": "tiny-sd1"}):
+            return th.train_hypernetwork(args)
+    running = shared.job_queue.submit(job, name="train_hypernetwork")
+    deadline = time.time() + 60
+    while not (shared.state.job == "train-hypernetwork" and shared.state.job_no >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    at = shared.state.job_no
+    shared.state.interrupt()
+    message, _ = running.future.result(timeout=60)
+    step = torch.load(path, weights_only=True)["step"]
+    assert message.startswith("Training interrupted at") and at <= step <= at + 1
+    assert torch.load(path + ".optim", weights_only=True)["hash"] == th.file_hash(path)
+    assert txt2img(shared, f"a fox <hypernet:{name}:1>").shape == (64, 64, 3)
+
+
+def test_sdxl_hypernetwork_trains_on_the_block_widths(session, images):
+    shared, made = session
+    from modules.training import hypernetwork as th
+    model = on_model(shared, "tiny-sdxl", lambda: shared.model_holder.ensure_for_job())
+    widths = sorted(th.attention_widths(model.unet))
+    name = "test-hn-xl"
+    path = on_model(shared, "tiny-sdxl", lambda: th.create_hypernetwork(name, widths, True))
+    made += [path, path + ".optim"]
+    args = th.TrainHypernetworkArgs(hypernetwork_name=name, learn_rate="0.001", data_root=str(images), log_directory="",
+                                    training_width=64, training_height=64, steps=5, create_image_every=0,
+                                    save_hypernetwork_every=0, seed=0)
+    before = torch.load(path, weights_only=True)
+    message, _ = on_model(shared, "tiny-sdxl", lambda: th.train_hypernetwork(args))
+    after = torch.load(path, weights_only=True)
+    assert message.startswith("Training finished at 5 steps") and after["step"] == 5
+    for width in widths:
+        assert not torch.equal(before[width][0]["linear.0.weight"], after[width][0]["linear.0.weight"])

@@ -1,0 +1,104 @@
+"""The repeated-prompt case (issue 14): the same prompt generated again, so that our conditioning
+cache (setting persistent_cond_cache) skips the text encoders, vs diffusers' StableDiffusionPipeline,
+which encodes the prompt on every call. Tiny SD1 components shared by both sides; runs interleaved
+(ours, diffusers, ours, ...) in one process, all torch work on the job-queue thread. Also prints our
+time with the cache off, to show what the cache is worth. Prints numbers; asserts nothing.
+
+    venv/bin/python bench/bench_repeated_prompt.py [--steps 20] [--size 64] [--rounds 7] [--threads N]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.bench_utils import in_own_thread  # noqa: E402
+
+# one 75-token chunk on both sides (a longer prompt would give our UNet twice the context diffusers sees)
+PROMPT = ", ".join(["a lighthouse on a cliff at dusk", "dramatic clouds", "oil painting", "highly detailed",
+                    "warm light", "crashing waves", "seagulls", "by a famous painter"] * 2)
+NEGATIVE = "blurry, low quality, watermark, text, deformed"
+
+
+def main():
+    import faulthandler
+    if os.environ.get("BENCH_DUMP"):  # where a run seems stuck
+        faulthandler.dump_traceback_later(int(os.environ["BENCH_DUMP"]), exit=True)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="1 gives steadier numbers on a busy machine")
+    args = parser.parse_args()
+
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    import webui
+    from modules import cmd_args, processing, shared
+    from modules.tiny_models import write_tiny_checkpoint
+
+    torch.set_num_threads(args.threads)
+    data_dir = tempfile.mkdtemp(prefix="bench-")
+    folder = os.path.join(data_dir, "models", "Stable-diffusion")
+    os.makedirs(folder)
+    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
+    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
+    model = shared.job_queue.run(shared.model_holder.ensure_for_job)
+
+    def ours(cached: bool):
+        shared.opts.set("persistent_cond_cache", cached)  # a bench may change the setting between jobs
+        p = processing.StableDiffusionProcessingTxt2Img(
+            prompt=PROMPT, negative_prompt=NEGATIVE, steps=args.steps, width=args.size, height=args.size,
+            seed=1, sampler_name="Euler", cfg_scale=7.0, do_not_save_samples=True)
+        shared.job_queue.run(lambda: processing.process_images(p))
+
+    def make_pipeline():  # on the worker: even a diffusers scheduler's set-up runs torch ops (bench_utils)
+        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                           timestep_spacing="linspace", num_train_timesteps=1000,
+                                           steps_offset=1)
+        pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                       tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    pipe = shared.job_queue.run(make_pipeline)
+
+    def diffusers_call():
+        shared.job_queue.run(lambda: pipe(
+            prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=args.steps, guidance_scale=7.0,
+            width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(1)))
+
+    def timed(fn):
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    sides = {"ours (cached)": lambda: ours(True), "diffusers": diffusers_call, "ours (cache off)": lambda: ours(False)}
+    for fn in sides.values():  # warm-up; the first cached run fills the cache with this prompt
+        fn()
+    times = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, fn in sides.items():
+            times[name].append(timed(fn))
+            print(f"  {name}: {times[name][-1]:.3f} s", flush=True)
+    shared.opts.set("persistent_cond_cache", True)
+
+    print(f"tiny SD1, {args.size}x{args.size}, {args.steps} steps, Euler, CFG 7, batch 1, a 1-chunk prompt repeated; "
+          f"{args.rounds} interleaved rounds, {torch.get_num_threads()} threads (machine shared with other work)")
+    for name, values in times.items():
+        print(f"{name:17s} median {statistics.median(values):.4f} s  best {min(values):.4f} s")
+    cached, plain = statistics.median(times["ours (cached)"]), statistics.median(times["diffusers"])
+    print(f"ratio ours (cached) / diffusers: median {cached / plain:.3f}, "
+          f"best {min(times['ours (cached)']) / min(times['diffusers']):.3f} (target <= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
