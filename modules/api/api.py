@@ -15,7 +15,6 @@ from modules import (admission, face_restoration, hires, infotext_utils, jobs, p
 from modules import scripts
 from modules.api import models, scripts_routes
 from modules.controlnet import job as controlnet_job
-from modules.controlnet import units as controlnet_units_module
 from modules.models.loader import ModelLoadError
 from modules.options import OptionError
 
@@ -126,21 +125,6 @@ def validate_overrides(override_settings: dict | None) -> dict:
     return converted
 
 
-def controlnet_units(alwayson_scripts: dict | None) -> list:
-    """`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` (title case-insensitive) -> units,
-    checked before the job so that a bad unit is a 422 naming it (controlnet.md §2.3)."""
-    entry = next((v for k, v in (alwayson_scripts or {}).items() if k.lower() == "controlnet"), None)
-    if entry is None:
-        return []
-    args = entry.get("args", []) if isinstance(entry, dict) else entry
-    try:
-        parsed = controlnet_units_module.units_from_args(args, int(shared.opts.control_net_unit_count))
-        controlnet_job.check_units(parsed)
-    except (controlnet_units_module.UnitError, controlnet_job.ControlNetError) as e:
-        raise HTTPException(422, str(e)) from None
-    return parsed
-
-
 def apply_infotext(req: models._ProcessingRequest) -> models._ProcessingRequest:
     """The request's `infotext` fills the fields the client did not set, and adds the settings it
     names to override_settings (api.md §8.9)."""
@@ -181,7 +165,6 @@ def build_processing(req: models._ProcessingRequest, processing_class, **decoded
     p.override_settings = overrides
     p.do_not_save_samples = p.do_not_save_grid = not args["save_images"]
     p.comments = args["comments"] or {}
-    p.controlnet_units = controlnet_units(args["alwayson_scripts"])
     scripts_routes.attach_scripts(p, not processing_class.is_txt2img, args["script_name"], args["script_args"],
                                   args["alwayson_scripts"])
     return req, args, p

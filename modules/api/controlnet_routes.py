@@ -8,18 +8,10 @@ from modules import shared
 from modules.api.api import encode_image
 from modules.controlnet import hint as hints
 from modules.controlnet import model_files, preprocessors
+from modules.controlnet.control_types import control_types
 
 API_VERSION = 3
 
-# control type -> extra words a model name may contain to belong to it (§5)
-_TYPE_ALIASES = {
-    "InstructP2P": ["ip2p"], "Segmentation": ["seg"], "NormalMap": ["normal"],
-    "T2I-Adapter": ["t2i_adapter", "t2iadapter", "t2ia"], "IP-Adapter": ["ip_adapter", "ipadapter"],
-    "OpenPose": ["densepose"], "Instant-ID": ["instant_id", "instantid"], "Scribble": ["sketch"],
-    "Tile": ["blur"],
-}
-_UNION_TYPES = {"OpenPose", "Depth", "SoftEdge", "Scribble", "Canny", "Lineart", "MLSD", "NormalMap",
-                "Segmentation", "Inpaint", "Tile"}
 _UNSUPPORTED_DETECT = ("clip_vision", "revision_clipvision", "revision_ignore_prompt", "ip-adapter-auto")
 
 
@@ -39,30 +31,6 @@ def _module_detail(pre: preprocessors.Preprocessor) -> dict:
     if not preprocessors.available(pre):
         detail["available"] = False
     return detail
-
-
-def _models_for(tag: str, titles: list[str]) -> list[str]:
-    if tag == "All":
-        return titles
-    words = [tag.lower(), *_TYPE_ALIASES.get(tag, [])] + (["union"] if tag in _UNION_TYPES else [])
-    return [t for t in titles if any(w in t.lower() for w in words)]
-
-
-def control_types() -> dict:
-    titles = [m.title for m in model_files.list_models()]
-    result = {}
-    for tag in preprocessors.control_type_tags():
-        if tag == "All":
-            modules = [p.label for p in preprocessors.ordered()]
-        else:
-            modules = ["none", *(p.label for p in preprocessors.ordered() if tag in p.tags and p.name != "none")]
-        models = ["None", *_models_for(tag, titles)]
-        default_option = modules[1] if tag != "All" and len(modules) >= 2 else "none"
-        named_11 = [m for m in models[1:] if "11" in m.split("[")[0]]
-        default_model = "None" if tag == "All" else (named_11 or models[1:] or ["None"])[0]
-        result[tag] = {"module_list": modules, "model_list": models, "default_option": default_option,
-                       "default_model": default_model}
-    return result
 
 
 def create_router() -> APIRouter:

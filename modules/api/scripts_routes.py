@@ -8,7 +8,7 @@ from modules import extensions, scripts
 
 # Built-in always-on UI parts of A1111 whose values come from the request fields here: an entry
 # naming them is accepted and changes nothing (api.md §8.5).
-BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "comments", "controlnet")  # controlnet: built in (own units)
+BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "comments")
 
 
 def _type_problem(control, value) -> str | None:
@@ -75,11 +75,27 @@ def attach_scripts(p, is_img2img: bool, script_name, script_args, alwayson_scrip
     p.script_args = script_args_for(runner, script_name, script_args, alwayson_scripts)
     p.scripts = runner
     p.is_api = True
+    check_script_args(p, runner)
+
+
+def check_script_args(p, runner: scripts.ScriptRunner) -> None:
+    """Built-in always-on scripts (ControlNet) may define check_args(p, *args) -> args: their
+    arguments parsed and checked before the job; a ValueError is a 422 with its message."""
+    for script in runner.alwayson_scripts:
+        check = getattr(script, "check_args", None)
+        if check is None:
+            continue
+        try:
+            checked = check(p, *p.script_args[script.args_from:script.args_to])
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        p.script_args[script.args_from:script.args_to] = checked
 
 
 def list_scripts() -> dict:
-    return {"txt2img": [s.name for s in scripts.scripts_txt2img.selectable_scripts],
-            "img2img": [s.name for s in scripts.scripts_img2img.selectable_scripts]}
+    """Scripts that have a UI, selectable and always-on (api.md §12): clients detect ControlNet so."""
+    return {"txt2img": [s.name for s in scripts.scripts_txt2img.scripts],
+            "img2img": [s.name for s in scripts.scripts_img2img.scripts]}
 
 
 def script_info() -> list:

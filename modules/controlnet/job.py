@@ -2,8 +2,10 @@
 preprocessors, fit the maps to the first-pass and hires sizes, and hand the sampler a ControlHook
 (controlnet.md §3). Runs on the job queue's worker."""
 import collections
+import dataclasses
 import os
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -12,7 +14,7 @@ from modules import shared
 from modules.controlnet import hint as hints
 from modules.controlnet import model_files, model_loading, preprocessors
 from modules.controlnet.residuals import ControlHook, PreparedUnit
-from modules.controlnet.units import ControlNetUnit
+from modules.controlnet.units import ControlNetUnit, UnitError, units_from_args
 
 
 class ControlNetError(ValueError):
@@ -72,18 +74,36 @@ def check_units(units: list[ControlNetUnit], init_image_available: bool = False)
             raise ControlNetError(f"ControlNet unit {index}: no image (set the unit's image)")
 
 
+def a1111_mask(p, size: tuple[int, int]):
+    """The img2img job's mask as an inpaint unit sees it (§3.1): grayscale, inverted with
+    inpainting_mask_invert, Gaussian-blurred per axis with mask_blur_x/_y; None without a mask."""
+    mask = getattr(p, "mask", None)
+    if mask is None:
+        return None
+    gray = np.asarray(mask.convert("L").resize(size), dtype=np.uint8)
+    if getattr(p, "inpainting_mask_invert", 0):
+        gray = 255 - gray
+    for axis, sigma in ((1, getattr(p, "mask_blur_x", 0)), (0, getattr(p, "mask_blur_y", 0))):
+        if sigma and sigma > 0:
+            kernel = 2 * int(2.5 * sigma + 0.5) + 1
+            ksize = (kernel, 1) if axis == 1 else (1, kernel)
+            gray = cv2.GaussianBlur(gray, ksize, sigmaX=sigma if axis == 1 else 0, sigmaY=sigma if axis == 0 else 0)
+    return Image.fromarray(gray)
+
+
 def _input_array(unit: ControlNetUnit, index: int, p) -> np.ndarray:
-    image = unit.image
+    image, mask = unit.image, unit.mask
     if image is None:
         init = getattr(p, "init_images", None)
         if not init:
             raise ControlNetError(f"ControlNet unit {index}: no image (set the unit's image)")
         image = init[0]
+        mask = a1111_mask(p, image.size) if mask is None else mask
     rgb = hints.to_rgb_array(image)
     pre = preprocessors.find(unit.module)
     if pre.needs_mask:
         try:
-            return hints.with_mask(rgb, unit.mask, f"ControlNet unit {index}")
+            return hints.with_mask(rgb, mask, f"ControlNet unit {index}")
         except hints.HintError as e:
             raise ControlNetError(str(e)) from None
     if unit.mask is not None and not shared.opts.controlnet_ignore_noninpaint_mask:
@@ -108,6 +128,10 @@ def _targets(p) -> dict:
 def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
     """Build the job's hook from its enabled units and record their infotext; detected maps are kept
     in p.controlnet_detected_maps. Returns None when no unit is enabled."""
+    try:  # API dicts (from the script's slots) or ControlNetUnits
+        units = units_from_args(list(units), max(1, int(shared.opts.control_net_unit_count)))
+    except UnitError as e:
+        raise ControlNetError(str(e)) from None
     active = enabled_units(units)
     if not active:
         return None
@@ -116,6 +140,12 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
     targets = _targets(p)
     seeds, subseeds = getattr(p, "all_seeds", None) or [p.seed], getattr(p, "all_subseeds", None) or [0]
     for number, unit in enumerate(active):
+        if unit.image is None and getattr(p, "init_images", None):
+            # the img2img image stands in: A1111's resize mode replaces the unit's (§3.1; 3 -> 0)
+            mode = int(getattr(p, "resize_mode", 0) or 0)
+            unit = dataclasses.replace(unit, resize_mode=hints.RESIZE_MODES[mode if mode in (0, 1, 2) else 0])
+        if unit.module.strip().lower() == "inpaint_only" and getattr(p, "mask", None) is not None:
+            unit = dataclasses.replace(unit, module="inpaint")  # §3.8: global harmonious while A1111 inpaints
         try:
             entry = model_files.find_model(unit.model, models)
             pre = preprocessors.find(unit.module)

@@ -138,6 +138,23 @@ def _recolor(conversion, channel):
     return op
 
 
+def _smooth_noise(h: int, w: int, cell: int = 256) -> np.ndarray:
+    """Uniform noise on a coarse grid (one value per `cell` pixels), enlarged bicubically over a
+    margin of one cell and cropped to h x w, then stretched to 0..1."""
+    coarse = np.random.uniform(0, 1, size=(h // cell + 2, w // cell + 2)).astype(np.float32)
+    big = cv2.resize(coarse, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[cell:cell + h, cell:cell + w]
+    low, high = float(big.min()), float(big.max())
+    return (big - low) / max(high - low, 1e-6)
+
+
+def _shuffle(image, a, b):
+    """A random smooth remap of the image (content shuffled, colours kept); NumPy's seed decides it."""
+    h, w = image.shape[:2]
+    map_x = _smooth_noise(h, w) * float(w - 1)
+    map_y = _smooth_noise(h, w) * float(h - 1)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR)
+
+
 def _full_size(op):
     return lambda image, res, a, b: op(image)
 
@@ -166,6 +183,9 @@ PREPROCESSORS: list[Preprocessor] = [
                  (None, Slider("Gamma Correction", 1.0, 0.1, 2.0, 0.001), None), priority=50),
     Preprocessor("recolor_intensity", "recolor_intensity", ("Recolor",), _recolor(cv2.COLOR_BGR2HSV, 2),
                  (None, Slider("Gamma Correction", 1.0, 0.1, 2.0, 0.001), None)),
+    # resolution fixed at 512 (§4.2): no slider
+    Preprocessor("shuffle", "shuffle", ("Shuffle",), lambda x, r, a, b: pad_resize(_shuffle)(x, 512, a, b),
+                 (None, None, None)),
     Preprocessor("inpaint", "inpaint_global_harmonious", ("Inpaint",), _full_size(lambda x: x), (None, None, None),
                  needs_mask=True),
     Preprocessor("inpaint_only", "inpaint_only", ("Inpaint",), _full_size(lambda x: x), (None, None, None),
@@ -209,7 +229,6 @@ _NETWORK_PREPROCESSORS = [
     ("oneformer_coco", "seg_ofcoco", ("Segmentation",), ("oneformer", "150_16_swin_l_oneformer_coco_100ep.pth"), 0),
     ("segmentation", "seg_ufade20k", ("Segmentation",), ("uniformer", "upernet_global_small.pth"), 0),
     ("anime_face_segment", "seg_anime_face", ("Segmentation",), ("anime_face_segment", "UNet.pth"), 0),
-    ("shuffle", "shuffle", ("Shuffle",), None, 0),
     ("inpaint_only+lama", "inpaint_only+lama", ("Inpaint",), ("lama", "ControlNetLama.pth"), 0),
 ]
 
@@ -223,8 +242,6 @@ def annotator_folders() -> list[str]:
 
 
 for _name, _label, _tags, _weights, _priority in _NETWORK_PREPROCESSORS:
-    if _weights is None:  # shuffle: a random remap, but of a fixed 512 resolution; not built yet
-        continue
     PREPROCESSORS.append(Preprocessor(_name, _label, _tags, None, weights=_weights,
                                       priority=_priority))
 

@@ -109,3 +109,36 @@ def test_webuiapi_controlnet_unit(cn_server):
     assert result.image.size == (64, 64)
     assert len(result.images) == 2
     assert "ControlNet 0" in result.info["infotexts"][0]
+
+
+def test_controlnet_is_an_always_on_script_in_both_modes(cn_server):
+    listing = requests.get(cn_server.url + "/sdapi/v1/scripts").json()
+    assert "controlnet" in listing["txt2img"] and "controlnet" in listing["img2img"]
+    info = [s for s in requests.get(cn_server.url + "/sdapi/v1/script-info").json() if s["name"] == "controlnet"]
+    assert sorted(s["is_img2img"] for s in info) == [False, True]
+    assert all(s["is_alwayson"] and len(s["args"]) == 3 for s in info)  # one argument per unit slot
+
+
+def test_extra_units_are_dropped_and_non_dicts_ignored(cn_server):
+    unit = {"module": "canny", "model": "tiny_sd15_canny", "image": b64(square()), "processor_res": 64}
+    answer = txt2img(cn_server, [None, unit, "junk"])  # slot 0 empty, slot 2 not a unit
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert len(data["images"]) == 2
+    too_many = txt2img(cn_server, [unit, unit, unit, unit])
+    assert too_many.status_code == 422 and "takes at most 3 arguments" in too_many.json()["detail"]
+
+
+def test_img2img_unit_without_image_uses_the_init_image(cn_server):
+    body = {"prompt": "a cat", "steps": 3, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler",
+            "init_images": [b64(square())], "denoising_strength": 0.6,
+            "alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny",
+                                                          "model": "tiny_sd15_canny", "processor_res": 64}]}}}
+    answer = requests.post(cn_server.url + "/sdapi/v1/img2img", json=body, timeout=300)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert len(data["images"]) == 2
+    detected = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][1]))).convert("L"))
+    reference = __import__("cv2").Canny(np.asarray(square()), 100, 200)
+    assert np.array_equal(detected, reference)  # the map of the init image
+    assert 'ControlNet 0: "Module: canny' in json.loads(data["info"])["infotexts"][0]
