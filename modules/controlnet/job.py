@@ -125,11 +125,16 @@ def _targets(p) -> dict:
     return targets
 
 
+def unit_count() -> int:
+    """How many unit slots a job has (control_net_unit_count, 1 to 10 as the extension allows)."""
+    return max(1, min(10, int(shared.opts.control_net_unit_count)))
+
+
 def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
     """Build the job's hook from its enabled units and record their infotext; detected maps are kept
     in p.controlnet_detected_maps. Returns None when no unit is enabled."""
     try:  # API dicts (from the script's slots) or ControlNetUnits
-        units = units_from_args(list(units), max(1, int(shared.opts.control_net_unit_count)))
+        units = units_from_args(list(units), unit_count())
     except UnitError as e:
         raise ControlNetError(str(e)) from None
     active = enabled_units(units)

@@ -8,14 +8,10 @@ from modules import scripts, shared
 from modules.controlnet import job, units
 
 
-def unit_count() -> int:
-    return max(1, min(10, int(shared.opts.control_net_unit_count)))
-
-
 def parse_slots(args, init_image_available: bool = False) -> list[units.ControlNetUnit]:
     """The slots' values -> units, checked as far as can be known before the job: a bad unit raises
     UnitError or ControlNetError naming its index and field."""
-    parsed = units.units_from_args([a for a in args], unit_count())
+    parsed = units.units_from_args([a for a in args], job.unit_count())
     job.check_units(parsed, init_image_available=init_image_available)
     return parsed
 

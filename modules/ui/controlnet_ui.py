@@ -6,6 +6,7 @@ import gradio as gr
 
 from modules import shared
 from modules.controlnet import control_types, hint, infotext, model_files, preprocessors
+from modules.controlnet import job as controlnet_job
 from modules.controlnet.units import CONTROL_MODES, HR_OPTIONS, ControlNetUnit
 from modules.img2img import editor_inputs
 
@@ -216,11 +217,10 @@ def _unit_ui(script, tab: str, index: int, is_img2img: bool):
 
 def create_accordion(script, is_img2img: bool) -> list:
     """The accordion; returns one gr.State per unit (the script's arguments)."""
-    from modules.controlnet.script import unit_count
     tab = "img2img" if is_img2img else "txt2img"
     script.infotext_fields, script.paste_field_names = [], []
     states = []
-    count = unit_count()
+    count = controlnet_job.unit_count()
     with gr.Accordion(f"ControlNet {VERSION}", open=False, elem_id=f"{tab}_controlnet"):
         if count == 1:
             states.append(_unit_ui(script, tab, 0, is_img2img))

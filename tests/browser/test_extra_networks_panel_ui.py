@@ -34,7 +34,7 @@ def test_lora_card_toggles_tag_and_generates(page, server, lora_file):  # noqa: 
     page.locator("#txt2img_lora_tab-button").click()
     page.locator("#txt2img_lora_extra_refresh").click()
     card = page.locator("#txt2img_lora_cards .extra-network-card[data-name='cardlora']")
-    expect(card).to_be_visible(timeout=30_000)
+    expect(card).to_be_visible(timeout=90_000)
     expect(card.locator("img")).to_have_attribute("src", re.compile(r"^/sd_extra_networks/thumb\?filename="))
     prompt = page.locator("#txt2img_prompt textarea")
     card.click()
@@ -83,7 +83,7 @@ def test_ti_card_goes_to_last_focused_box_and_checkpoint_card_moves_the_dropdown
     page.locator("#txt2img_textual_inversion_tab-button").click()
     page.locator("#txt2img_textual_inversion_extra_refresh").click()
     card = page.locator("#txt2img_textual_inversion_cards .extra-network-card[data-name='cardemb']")
-    expect(card).to_be_visible(timeout=30_000)
+    expect(card).to_be_visible(timeout=90_000)
     negative.click()  # the last focused box is the negative prompt
     card.click()
     expect(negative).to_have_value("ugly cardemb", timeout=10_000)
@@ -95,7 +95,7 @@ def test_ti_card_goes_to_last_focused_box_and_checkpoint_card_moves_the_dropdown
 
     page.locator("#txt2img_checkpoints_tab-button").click()
     other = page.locator("#txt2img_checkpoints_cards .extra-network-card[data-name^='tiny-sd2-v']")
-    expect(other).to_be_visible(timeout=30_000)
+    expect(other).to_be_visible(timeout=90_000)
     other.click()
     expect(dropdown).to_have_value(re.compile("tiny-sd2-v"), timeout=60_000)
     page.locator("#txt2img_checkpoints_cards .extra-network-card[data-name^='tiny-sd1.']").click()

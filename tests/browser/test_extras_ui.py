@@ -44,7 +44,7 @@ def test_png_info_sends_an_image_to_extras(page, server, data_dir, tmp_path):  #
     page.goto(server.url + "/")
     page.get_by_role("tab", name="PNG Info").click()
     page.locator("#pnginfo_image input[type=file]").set_input_files(str(source))
-    expect(page.locator("#pnginfo_generation_info textarea")).to_have_value(re.compile("a lighthouse"), timeout=30_000)
+    expect(page.locator("#pnginfo_generation_info textarea")).to_have_value(re.compile("a lighthouse"), timeout=90_000)
     page.locator("#pnginfo_send_to_extras").click()
     expect(page.locator("#extras_image img")).to_be_visible(timeout=10_000)
     upscaler = page.locator("#extras_upscaler_1 input")

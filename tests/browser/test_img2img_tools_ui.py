@@ -41,5 +41,5 @@ def test_interrogate_without_weights_says_which_folder(page, server, tmp_path): 
     expect(page.locator("#img2img_image img")).to_be_visible(timeout=60_000)
     page.locator("#img2img_prompt textarea").fill("kept prompt")
     page.locator("#deepbooru").click()
-    expect(page.locator("#img2img_html_log")).to_contain_text("torch_deepdanbooru", timeout=30_000)
+    expect(page.locator("#img2img_html_log")).to_contain_text("torch_deepdanbooru", timeout=90_000)
     expect(page.locator("#img2img_prompt textarea")).to_have_value("kept prompt")

@@ -20,7 +20,7 @@ def picture(tmp_path_factory):
 
 def open_img2img(page, server):
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=90_000)
     page.locator("#tabs").get_by_role("tab", name="img2img", exact=True).first.click()
     page.locator("#img2img_prompt textarea").fill("a stone bridge")
     page.locator("#img2img_steps input[type=number]").fill("3")
@@ -65,7 +65,7 @@ def test_draw_mask_in_inpaint_and_generate(page, server, picture):  # noqa: F811
 
 def test_send_txt2img_result_to_img2img(page, server):  # noqa: F811
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=90_000)
     page.locator("#txt2img_prompt textarea").fill("a windmill")
     page.locator("#txt2img_steps input[type=number]").fill("3")
     page.locator("#txt2img_width input[type=number]").fill("64")

@@ -35,7 +35,7 @@ def choose(page, elem_id, pattern):
 def test_merge_two_models_with_a_block_weight(page, merge_ui_server):  # noqa: F811
     server, folder = merge_ui_server
     page.goto(server.url + "/")
-    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=30_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-"), timeout=90_000)
     page.get_by_role("tab", name="Checkpoint Merger").click()
     choose(page, "modelmerger_primary_model_name", r"^tiny-a")
     choose(page, "modelmerger_secondary_model_name", r"^tiny-b")
@@ -72,4 +72,4 @@ def test_missing_secondary_model_is_a_one_line_failure(page, merge_ui_server):  
     page.get_by_role("tab", name="Checkpoint Merger").click()
     choose(page, "modelmerger_primary_model_name", r"^tiny-a")
     page.locator("#modelmerger_merge").click()
-    expect(page.locator("#modelmerger_result")).to_contain_text("Merging requires a secondary model", timeout=30_000)
+    expect(page.locator("#modelmerger_result")).to_contain_text("Merging requires a secondary model", timeout=90_000)

@@ -27,7 +27,7 @@ def ext_ui_server(tmp_path_factory):
 
 def test_extension_js_and_css_are_on_the_page(page, ext_ui_server):  # noqa: F811
     page.goto(ext_ui_server.url + "/")
-    expect(page.locator("#txt2img_generate")).to_be_visible(timeout=30_000)
+    expect(page.locator("#txt2img_generate")).to_be_visible(timeout=90_000)
     page.wait_for_function("window.hookRecorderLoaded === true", timeout=15_000)
     css = page.evaluate("Array.from(document.querySelectorAll('style')).map(s => s.textContent).join('\\n')")
     assert ".hook-recorder-marker" in css
@@ -49,7 +49,7 @@ def test_script_dropdown_runs_xyz_plot(page, ext_ui_server):  # noqa: F811
     page.goto(ext_ui_server.url + "/")
     set_job(page, "a boat", steps=3, size=(64, 64))
     x_values = page.locator("#script_txt2img_xyz_plot_x_values textarea")
-    expect(x_values).to_be_hidden(timeout=30_000)  # only the chosen script's controls show
+    expect(x_values).to_be_hidden(timeout=90_000)  # only the chosen script's controls show
     page.locator("#script_list input").click()
     page.get_by_role("option", name="X/Y/Z plot").click()
     expect(x_values).to_be_visible(timeout=10_000)

@@ -31,7 +31,7 @@ def settings_server(tmp_path_factory):
 def open_settings(page, server):
     page.goto(server.url + "/")
     page.locator("#tab_settings-button").click()
-    expect(page.locator("#settings_submit")).to_be_visible(timeout=30_000)
+    expect(page.locator("#settings_submit")).to_be_visible(timeout=90_000)
 
 
 def options(server):
@@ -42,13 +42,13 @@ def test_quicksettings_list_puts_settings_at_the_top(page, settings_server):  # 
     page.goto(settings_server.url + "/")
     bar = page.locator("#quicksettings")
     for key in QUICK:
-        expect(bar.locator(f"#setting_{key}")).to_be_visible(timeout=30_000)
+        expect(bar.locator(f"#setting_{key}")).to_be_visible(timeout=90_000)
         expect(page.locator(f"#setting_{key}")).to_have_count(1)  # left its settings page
     expect(bar.locator("#setting_CLIP_stop_at_last_layers")).to_contain_text("Clip skip")
     # a change there applies and saves at once
     bar.locator("#setting_sd_vae input").click()
     page.get_by_role("option", name="None", exact=True).click()
-    expect(page.locator("#quicksettings_result")).to_contain_text("1 settings changed: sd_vae.", timeout=30_000)
+    expect(page.locator("#quicksettings_result")).to_contain_text("1 settings changed: sd_vae.", timeout=90_000)
     assert options(settings_server)["sd_vae"] == "None"
     assert json.loads((settings_server.root / "config.json").read_text(encoding="utf8"))["sd_vae"] == "None"
 
@@ -66,14 +66,14 @@ def test_applied_settings_persist_across_a_page_reload(page, settings_server):  
     send_seed.uncheck()
     page.locator("#settings_submit").click()
     expect(page.locator("#settings_result")).to_contain_text(
-        "2 settings changed: jpeg_quality, send_seed.", timeout=30_000)
+        "2 settings changed: jpeg_quality, send_seed.", timeout=90_000)
     values = options(settings_server)
     assert values["jpeg_quality"] == 91 and values["send_seed"] is False
 
     page.reload()
     page.locator("#tab_settings-button").click()
     page.locator("#settings_tab_saving-images").click()
-    expect(page.locator("#setting_jpeg_quality input[type=number]")).to_have_value("91", timeout=30_000)
+    expect(page.locator("#setting_jpeg_quality input[type=number]")).to_have_value("91", timeout=90_000)
     page.locator("#settings_tab_ui").click()
     expect(page.locator("#setting_send_seed input[type=checkbox]")).not_to_be_checked()
 
@@ -84,7 +84,7 @@ def test_a_reload_ui_badge_is_reported(page, settings_server):  # noqa: F811
     page.locator("#setting_gallery_height textarea, #setting_gallery_height input").first.fill("30em")
     page.locator("#settings_submit").click()
     expect(page.locator("#settings_result")).to_contain_text(
-        re.compile(r"1 settings changed: gallery_height\..*Reload UI.*gallery_height"), timeout=30_000)
+        re.compile(r"1 settings changed: gallery_height\..*Reload UI.*gallery_height"), timeout=90_000)
 
 
 def test_search_finds_a_setting_on_any_page(page, settings_server):  # noqa: F811

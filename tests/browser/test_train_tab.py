@@ -30,7 +30,7 @@ def test_create_and_train_an_embedding(page, server, dataset):  # noqa: F811
     page.locator("#train_new_embedding_name textarea").fill("uitrain")
     page.locator("#train_overwrite_old_embedding input").check()
     page.locator("#train_create_embedding").click()
-    expect(page.locator("#ti_output textarea")).to_have_value(re.compile(r"Created: .*uitrain\.pt"), timeout=30_000)
+    expect(page.locator("#ti_output textarea")).to_have_value(re.compile(r"Created: .*uitrain\.pt"), timeout=90_000)
 
     page.locator("#train_tabs").get_by_role("tab", name="Train", exact=True).click()
     expect(page.locator("#train_embedding input")).to_have_value("uitrain")
@@ -79,7 +79,7 @@ def test_create_and_train_a_hypernetwork(page, server, dataset, data_dir):  # no
         page.locator("#train_new_hypernetwork_name textarea").fill("uihn")
         page.locator("#train_overwrite_old_hypernetwork input").check()
         page.locator("#create_hypernetwork").click()
-        expect(page.locator("#ti_output textarea")).to_have_value(re.compile(r"Created: .*uihn\.pt"), timeout=30_000)
+        expect(page.locator("#ti_output textarea")).to_have_value(re.compile(r"Created: .*uihn\.pt"), timeout=90_000)
         assert (folder / "uihn.pt").exists()
         # the tiny model's attention widths are 32 and 16, which the Modules boxes do not offer
         r = requests.post(server.url + "/sdapi/v1/create/hypernetwork", timeout=60,
@@ -105,7 +105,7 @@ def test_create_and_train_a_hypernetwork(page, server, dataset, data_dir):  # no
         page.locator("#train_hypernetwork input").fill("uihn")
         page.locator("#train_hypernetwork input").press("Enter")
         page.locator("#train_train_hypernetwork").click()
-        expect(page.locator("#ti_error")).to_contain_text("match no attention input", timeout=30_000)
+        expect(page.locator("#ti_error")).to_contain_text("match no attention input", timeout=90_000)
     finally:
         for path in folder.glob("uihn*"):
             path.unlink()
