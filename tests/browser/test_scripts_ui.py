@@ -82,27 +82,6 @@ def test_extension_tab_from_on_ui_tabs(page, ext_ui_server):  # noqa: F811
     expect(page.locator("#hook_recorder_notes textarea")).to_have_value("from on_ui_tabs", timeout=10_000)
 
 
-def test_extensions_tab_offline_index_then_disable_and_restart(page, ext_ui_server):  # noqa: F811
-    import requests
-    page.goto(ext_ui_server.url + "/")
-    page.get_by_role("tab", name="Extensions").click()
-    expect(page.locator("#extensions_installed_html")).to_contain_text("hook-recorder", timeout=10_000)
-    page.get_by_role("tab", name="Available").click()
-    page.locator("#extensions_load_index").click()
-    expect(page.locator("#extensions_index_html")).to_contain_text("this machine appears to be offline",
-                                                                   timeout=20_000)
-    page.get_by_role("tab", name="Installed").click()
-    page.locator("#extensions_enabled").get_by_label("hook-recorder").uncheck()
-    page.locator("#extensions_apply").click()
-    expect(page.locator("#extensions_apply_result")).to_contain_text("Restarting", timeout=10_000)
-    time.sleep(2)  # the old process is replaced
-    ext_ui_server.wait_ready(timeout=120)
-    listed = requests.get(ext_ui_server.url + "/sdapi/v1/extensions", timeout=30).json()
-    assert listed == [dict(listed[0], name="hook-recorder", enabled=False)]
-    assert requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).status_code != 200 or \
-        "calls" not in requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).text
-
-
 def test_img2img_script_dropdown_runs_loopback_and_paste_fills_its_scripts(page, ext_ui_server, tmp_path):  # noqa: F811
     import numpy as np
     from PIL import Image
@@ -136,3 +115,26 @@ def test_img2img_script_dropdown_runs_loopback_and_paste_fills_its_scripts(page,
     expect(info).to_have_value(re.compile(r"Final denoising strength: 0.5, Denoising curve: Linear"), timeout=90_000)
     expect(info).to_have_value(re.compile(r"Hook recorder: pasted-i2i"))  # the always-on script ran too
     expect(page.locator("#img2img_gallery img")).to_have_count(3)  # the grid and the two loops
+
+
+# last in the file: it disables hook-recorder and restarts the shared server
+def test_extensions_tab_offline_index_then_disable_and_restart(page, ext_ui_server):  # noqa: F811
+    import requests
+    page.goto(ext_ui_server.url + "/")
+    page.get_by_role("tab", name="Extensions").click()
+    expect(page.locator("#extensions_installed_html")).to_contain_text("hook-recorder", timeout=10_000)
+    page.get_by_role("tab", name="Available").click()
+    page.locator("#extensions_load_index").click()
+    expect(page.locator("#extensions_index_html")).to_contain_text("this machine appears to be offline",
+                                                                   timeout=20_000)
+    page.get_by_role("tab", name="Installed").click()
+    page.locator("#extensions_enabled").get_by_label("hook-recorder").uncheck()
+    page.locator("#extensions_apply").click()
+    expect(page.locator("#extensions_apply_result")).to_contain_text("Restarting", timeout=10_000)
+    time.sleep(2)  # the old process is replaced
+    ext_ui_server.wait_ready(timeout=120)
+    listed = requests.get(ext_ui_server.url + "/sdapi/v1/extensions", timeout=30).json()
+    # the built-in soft-inpainting stays listed and enabled; only the unchecked one is off
+    assert {e["name"]: e["enabled"] for e in listed} == {"hook-recorder": False, "soft-inpainting": True}
+    assert requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).status_code != 200 or \
+        "calls" not in requests.get(ext_ui_server.url + "/hook-recorder/calls", timeout=10).text

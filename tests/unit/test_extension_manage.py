@@ -29,7 +29,7 @@ def test_install_from_folder_then_refuse_the_same_name(data):
     report = manage.install_from_path(os.path.join(FIXTURES, "wildcards-lite"))
     assert report.startswith(f"Installed wildcards-lite into {data / 'extensions' / 'wildcards-lite'}.")
     assert (data / "extensions" / "wildcards-lite" / "wildcards" / "animal.txt").exists()
-    assert [e.name for e in extensions.extensions] == ["wildcards-lite"]
+    assert [e.name for e in extensions.extensions if not e.is_builtin] == ["wildcards-lite"]
     with pytest.raises(manage.ExtensionError, match="Extension folder wildcards-lite already exists"):
         manage.install_from_path(os.path.join(FIXTURES, "wildcards-lite"))
 
@@ -60,16 +60,17 @@ def test_zip_with_paths_outside_is_refused(data, tmp_path_factory):
 def test_save_enabled_and_access_check(data, webui_session, monkeypatch):
     manage.install_from_path(os.path.join(FIXTURES, "wildcards-lite"))
     manage.install_from_path(os.path.join(FIXTURES, "hook-recorder"))
-    assert manage.save_enabled(["hook-recorder"]) == ["wildcards-lite"]
+    assert manage.save_enabled(["hook-recorder", "soft-inpainting"]) == ["wildcards-lite"]
     assert json.loads((data / "config.json").read_text())["disabled_extensions"] == ["wildcards-lite"]
-    assert [e.enabled for e in extensions.list_extensions()] == [True, False]
+    assert {e.name: e.enabled for e in extensions.list_extensions()} == \
+        {"hook-recorder": True, "wildcards-lite": False, "soft-inpainting": True}
     monkeypatch.setattr(webui_session.cmd_opts, "listen", True)
     with pytest.raises(manage.ExtensionError, match="--enable-insecure-extension-access"):
         manage.save_enabled([])
     with pytest.raises(manage.ExtensionError, match="--enable-insecure-extension-access"):
         manage.install_from_path(os.path.join(FIXTURES, "raising-ext"))
     monkeypatch.setattr(webui_session.cmd_opts, "enable_insecure_extension_access", True)
-    assert manage.save_enabled([]) == ["hook-recorder", "wildcards-lite"]
+    assert manage.save_enabled([]) == ["soft-inpainting", "hook-recorder", "wildcards-lite"]  # built-ins first
 
 
 def test_network_paths_say_offline_without_hanging(data):
