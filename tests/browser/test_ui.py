@@ -26,6 +26,13 @@ def set_job(page, prompt=None, steps=None, size=None, batch_count=None):
         page.locator("#txt2img_batch_count input[type=number]").fill(str(batch_count))
 
 
+def click_while_busy(page, selector):
+    """Click a button while a job streams progress: the page's main thread is then so busy that
+    Playwright's actionability checks (two stable animation frames) can starve; the DOM click event
+    is what a user's click delivers."""
+    page.locator(selector).dispatch_event("click", timeout=90_000)
+
+
 @pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium")
@@ -84,7 +91,7 @@ def test_progress_and_interrupt_button(page, server):
     page.locator("#txt2img_generate").click()
     # Gradio's progress bar shows "i/150 steps" while sampling
     expect(page.get_by_text(re.compile(r"\d+/150 steps")).first).to_be_visible(timeout=90_000)
-    page.locator("#txt2img_interrupt").click()
+    click_while_busy(page, "#txt2img_interrupt")
     expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=90_000)
 
 
@@ -247,7 +254,7 @@ def test_refiner_tiling_and_skip_buttons(page, server):
     set_job(page, steps=150, size=(256, 256), batch_count=2)
     page.locator("#txt2img_generate").click()
     expect(page.get_by_text(re.compile(r"Batch 1 out of 2")).first).to_be_visible(timeout=90_000)
-    page.locator("#txt2img_skip").click()
+    click_while_busy(page, "#txt2img_skip")
     expect(page.get_by_text(re.compile(r"Batch 2 out of 2")).first).to_be_visible(timeout=90_000)
-    page.locator("#txt2img_interrupt").click()
+    click_while_busy(page, "#txt2img_interrupt")
     expect(page.locator("#txt2img_html_log")).to_contain_text("Interrupted", timeout=90_000)
