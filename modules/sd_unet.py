@@ -13,13 +13,13 @@ class SdUnetOption:
     model_name: str | None = None  # the checkpoint it belongs to (for "Automatic")
     label: str | None = None
 
-    def create_unet(self):
-        raise NotImplementedError()
+    def create_unet(self):  # abstract: an extension's option subclass builds its UNet
+        raise NotImplementedError(f"{type(self).__name__} must define create_unet()")
 
 
 class SdUnet(torch.nn.Module):
-    def forward(self, x, timesteps, context, *args, **kwargs):
-        raise NotImplementedError()
+    def forward(self, x, timesteps, context, *args, **kwargs):  # abstract, as in A1111
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def activate(self):
         pass
