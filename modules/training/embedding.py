@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import KW_ONLY, asdict, dataclass
 
 import torch
 
@@ -19,6 +19,7 @@ from modules import conditioning, shared
 from modules.textual_inversion import Embedding, EmbeddingDatabase, embedding_to_data
 from modules.training import datasets, progress, step_loop, templates
 from modules.training.learn_schedule import LearnRateScheduler, ScheduleError
+from modules.training.train_args import SharedTrainArgs
 from modules.training.step_loop import grad_scaler  # noqa: F401 (used by the LoRA trainer)
 
 
@@ -82,43 +83,14 @@ def create_embedding(name: str, num_vectors_per_token: int, overwrite_old: bool,
 # -------------------------------------------------------------------------------------- train
 
 @dataclass
-class TrainEmbeddingArgs:
-    """The Train-tab fields with A1111's names (api.md §13); `seed` is ours (None: random)."""
+class TrainEmbeddingArgs(SharedTrainArgs):
+    """A1111's 30 train/embedding fields (api.md §13): the shared ones and these."""
     embedding_name: str
+    _: KW_ONLY
     learn_rate: str = "0.005"
-    batch_size: int = 1
-    gradient_step: int = 1
-    data_root: str = ""
-    log_directory: str = "textual_inversion"
-    training_width: int = 512
-    training_height: int = 512
-    varsize: bool = False
-    steps: int = 100000
-    clip_grad_mode: str = "disabled"
-    clip_grad_value: str = "0.1"
-    shuffle_tags: bool = False
-    tag_drop_out: float = 0.0
-    latent_sampling_method: str = "once"
-    use_weight: bool = False
-    create_image_every: int = 500
     save_embedding_every: int = 500
     template_filename: str = "style_filewords.txt"
     save_image_with_stored_embedding: bool = True
-    preview_from_txt2img: bool = False
-    preview_prompt: str = ""
-    preview_negative_prompt: str = ""
-    preview_steps: int = 20
-    preview_sampler_name: str = "Euler a"
-    preview_cfg_scale: float = 7.0
-    preview_seed: int = -1
-    preview_width: int = 512
-    preview_height: int = 512
-    seed: int | None = None
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainEmbeddingArgs":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def validate_common(args, name_field: str, every_field: str) -> str:

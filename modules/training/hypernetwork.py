@@ -11,7 +11,7 @@ import hashlib
 import os
 import random
 import re
-from dataclasses import dataclass, fields
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 
@@ -21,6 +21,7 @@ from modules.training import datasets, progress, step_loop, templates
 from modules.training.embedding import (TrainingError, log_folder, preview_image, require_resident_model,
                                         sanitize_name, validate_common, _sampler_name, _write_settings)
 from modules.training.learn_schedule import LearnRateScheduler
+from modules.training.train_args import SharedTrainArgs
 
 WEIGHT_INITS = ["Normal", "KaimingUniform", "KaimingNormal", "XavierUniform", "XavierNormal"]
 _FIRST_ACTIVATIONS = ["linear", "relu", "leakyrelu", "elu", "swish", "tanh", "sigmoid"]
@@ -165,42 +166,13 @@ def forget_loaded(name: str) -> None:
 # -------------------------------------------------------------------------------------- train
 
 @dataclass
-class TrainHypernetworkArgs:
-    """A1111's 29 train/hypernetwork fields (api.md §13); `seed` is ours (None: random)."""
+class TrainHypernetworkArgs(SharedTrainArgs):
+    """A1111's 29 train/hypernetwork fields (api.md §13): the shared ones and these."""
     hypernetwork_name: str
+    _: KW_ONLY
     learn_rate: str = "0.00001"
-    batch_size: int = 1
-    gradient_step: int = 1
-    data_root: str = ""
-    log_directory: str = "textual_inversion"
-    training_width: int = 512
-    training_height: int = 512
-    varsize: bool = False
-    steps: int = 100000
-    clip_grad_mode: str = "disabled"
-    clip_grad_value: str = "0.1"
-    shuffle_tags: bool = False
-    tag_drop_out: float = 0.0
-    latent_sampling_method: str = "once"
-    use_weight: bool = False
-    create_image_every: int = 500
     save_hypernetwork_every: int = 500
     template_filename: str = "hypernetwork.txt"
-    preview_from_txt2img: bool = False
-    preview_prompt: str = ""
-    preview_negative_prompt: str = ""
-    preview_steps: int = 20
-    preview_sampler_name: str = "Euler a"
-    preview_cfg_scale: float = 7.0
-    preview_seed: int = -1
-    preview_width: int = 512
-    preview_height: int = 512
-    seed: int | None = None
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainHypernetworkArgs":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def file_hash(path: str) -> str:
