@@ -54,10 +54,12 @@ def _request_model(name: str, dataclass_type, overrides: dict) -> type[BaseModel
     return create_model(name, __config__=ConfigDict(extra="forbid"), id_task=(str | None, None), **spec)
 
 
-TrainEmbeddingRequest = _request_model("TrainEmbeddingRequest", TrainEmbeddingArgs, {
-    "learn_rate": str | float, "clip_grad_value": str | float})
-TrainHypernetworkRequest = _request_model("TrainHypernetworkRequest", TrainHypernetworkArgs, {
-    "learn_rate": str | float, "clip_grad_value": str | float})
+# A1111 takes these two as text (schedules such as "0.005:100, 1e-3:1000"); a number is made text.
+_TEXT_OR_NUMBER = ("learn_rate", "clip_grad_value")
+TrainEmbeddingRequest = _request_model("TrainEmbeddingRequest", TrainEmbeddingArgs,
+                                       {key: str | float for key in _TEXT_OR_NUMBER})
+TrainHypernetworkRequest = _request_model("TrainHypernetworkRequest", TrainHypernetworkArgs,
+                                          {key: str | float for key in _TEXT_OR_NUMBER})
 TrainLoraRequest = _request_model("TrainLoraRequest", LoraTrainArgs, {})
 
 
@@ -68,6 +70,19 @@ def _run(fn, kind: str, task_id: str | None):
         raise HTTPException(422, str(e)) from None
     except sd_models.NoModelError as e:
         raise HTTPException(503, str(e)) from None
+
+
+def _train_and_answer(req, args_type, train, what: str) -> dict:
+    """train/embedding and train/hypernetwork: the job, and the answer in A1111's words for `what`."""
+    values = req.model_dump(exclude={"id_task"})
+    for key in _TEXT_OR_NUMBER:
+        values[key] = str(values[key])
+    args = args_type(**values)
+    try:
+        message, path = _run(lambda: train(args), f"train_{what}", req.id_task)
+    except Interrupted:
+        return {"info": f"train {what} interrupted before training started: filename: None error: Interrupted"}
+    return {"info": f"train {what} complete: filename: {path} error: None", "message": message}
 
 
 # Names become file names (<name>.pt, <name>.safetensors, <name>-state): most file systems take 255 bytes.
@@ -97,27 +112,11 @@ def create_router() -> APIRouter:
     @router.post("/train/embedding")
     def train_embedding_api(req: TrainEmbeddingRequest):
         _check_file_name("embedding_name", req.embedding_name)
-        values = req.model_dump(exclude={"id_task"})
-        for key in ("learn_rate", "clip_grad_value"):
-            values[key] = str(values[key])
-        args = TrainEmbeddingArgs(**values)
-        try:
-            message, path = _run(lambda: train_embedding(args), "train_embedding", req.id_task)
-        except Interrupted:
-            return {"info": "train embedding interrupted before training started: filename: None error: Interrupted"}
-        return {"info": f"train embedding complete: filename: {path} error: None", "message": message}
+        return _train_and_answer(req, TrainEmbeddingArgs, train_embedding, "embedding")
 
     @router.post("/train/hypernetwork")
     def train_hypernetwork_api(req: TrainHypernetworkRequest):
-        values = req.model_dump(exclude={"id_task"})
-        for key in ("learn_rate", "clip_grad_value"):
-            values[key] = str(values[key])
-        args = TrainHypernetworkArgs(**values)
-        try:
-            message, path = _run(lambda: train_hypernetwork(args), "train_hypernetwork", req.id_task)
-        except Interrupted:
-            return {"info": "train hypernetwork interrupted before training started: filename: None error: Interrupted"}
-        return {"info": f"train hypernetwork complete: filename: {path} error: None", "message": message}
+        return _train_and_answer(req, TrainHypernetworkArgs, train_hypernetwork, "hypernetwork")
 
     @router.post("/train/lora")
     def train_lora_api(req: TrainLoraRequest):
