@@ -3,7 +3,7 @@
 `on_<category>(fn, *, name=None)` registers a callback; the core calls `<category>_callback(...)`.
 Each callback runs on its own: one that raises is reported with its name (which names the
 extension and file that registered it) and the others still run.
-This module sits on a low floor: it imports nothing of the program but `errors`.
+This module sits on a low floor: it imports nothing of the program but `errors` and `dependency_order`.
 """
 import inspect
 import os
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from modules import errors
+from modules.dependency_order import order_after
 
 
 # -- parameter objects ---------------------------------------------------------------------------
@@ -143,22 +144,7 @@ def sort_callbacks(category: str, unordered: list, *, enable_user_sort: bool = T
         for other in after_list:
             if other in by_name:
                 after[name].add(other)
-    ordered, done, visiting = [], set(), set()
-
-    def visit(name):
-        if name in done:
-            return
-        if name in visiting:  # a cycle: keep registration order for the rest
-            return
-        visiting.add(name)
-        for dependency in sorted(after[name], key=names.index):
-            visit(dependency)
-        visiting.discard(name)
-        done.add(name)
-        ordered.append(by_name[name])
-
-    for name in names:
-        visit(name)
+    ordered = [by_name[name] for name in order_after(names, after)]
     if enable_user_sort:
         wanted = [n for n in (prioritized_names(category) or []) if n in by_name]
         ordered = [by_name[n] for n in wanted] + [c for c in ordered if c.name not in wanted]

@@ -14,6 +14,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from modules import errors, extensions, script_callbacks, shared
+from modules.dependency_order import order_after
 from modules.paths import script_path
 
 AlwaysVisible = object()  # returned by Script.show() for always-on scripts
@@ -241,21 +242,7 @@ def _order_scripts(entries: list) -> list:
             for other in expand(item):
                 if other != name:
                     must_follow[name].add(other)
-    ordered, done, visiting = [], set(), set()
-
-    def visit(name):
-        if name in done or name in visiting:
-            return
-        visiting.add(name)
-        for dependency in sorted(must_follow[name], key=names.index):
-            visit(dependency)
-        visiting.discard(name)
-        done.add(name)
-        ordered.append(by_name[name])
-
-    for name in names:
-        visit(name)
-    return ordered
+    return [by_name[name] for name in order_after(names, must_follow)]
 
 
 def list_files_with_name(filename: str) -> list[str]:
