@@ -6,13 +6,12 @@ on the same tiny SD1 components and the same ControlNet weights. Prints numbers;
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_utils import best_of, in_own_thread  # noqa: E402
+from bench.bench_utils import euler_scheduler, interleaved_times, start_tiny_sd1  # noqa: E402
 
 
 def main():
@@ -24,23 +23,15 @@ def main():
 
     import numpy as np
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionControlNetPipeline
+    from diffusers import StableDiffusionControlNetPipeline
     from PIL import Image
 
-    import webui
-    from modules import cmd_args, processing, shared
+    from modules import processing, shared
     from modules.controlnet import job, model_files, units
-    from modules.tiny_models import write_tiny_checkpoint
     from tests.controlnet_models import write_tiny_controlnets
 
     torch.set_num_threads(os.cpu_count() or 1)
-    data_dir = tempfile.mkdtemp(prefix="bench-cn-")
-    folder = os.path.join(data_dir, "models", "Stable-diffusion")
-    os.makedirs(folder)
-    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
-    in_own_thread(lambda: write_tiny_controlnets(Path(data_dir) / "models" / "ControlNet"))
-    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
-    model = shared.job_queue.run(shared.model_holder.ensure_for_job)
+    _, model = start_tiny_sd1("bench-cn-", lambda data: write_tiny_controlnets(Path(data) / "models" / "ControlNet"))
     control = np.zeros((args.size, args.size, 3), dtype=np.uint8)
     control[args.size // 4: 3 * args.size // 4, args.size // 4: 3 * args.size // 4] = 255
     control_image = Image.fromarray(control)
@@ -55,11 +46,9 @@ def main():
         shared.job_queue.run(lambda: processing.process_images(p))
 
     def make_pipeline():
-        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                           timestep_spacing="linspace", num_train_timesteps=1000, steps_offset=1)
         pipe = StableDiffusionControlNetPipeline(
             vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
-            controlnet=net, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            controlnet=net, scheduler=euler_scheduler(), safety_checker=None, feature_extractor=None,
             requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -71,13 +60,11 @@ def main():
             prompt="a lighthouse", negative_prompt="", image=control_image, num_inference_steps=args.steps,
             guidance_scale=7.0, width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(1)))
 
-    ours_s, plain_s = [], []
-    for _ in range(2):  # interleaved: a shared machine's load hits both sides alike
-        ours_s.append(best_of(ours, args.repeats))
-        plain_s.append(best_of(plain, args.repeats))
-    ours_step, plain_step = min(ours_s) / args.steps, min(plain_s) / args.steps
+    rounds = 2 * args.repeats  # as many timed calls a side as the two blocks of `repeats` it had before
+    times = interleaved_times({"ours": ours, "diffusers": plain}, rounds)
+    ours_step, plain_step = min(times["ours"]) / args.steps, min(times["diffusers"]) / args.steps
     print(f"tiny SD1 + tiny ControlNet, {args.size}x{args.size}, {args.steps} steps, Euler, one unit, "
-          f"best of {args.repeats} x2, {torch.get_num_threads()} threads")
+          f"best of {rounds} interleaved rounds, {torch.get_num_threads()} threads")
     print(f"ours:      {ours_step * 1000:.2f} ms/step")
     print(f"diffusers: {plain_step * 1000:.2f} ms/step")
     print(f"ratio:     {ours_step / plain_step:.3f} (target <= 1.05)")

@@ -10,19 +10,11 @@ sampler steps, diffusers runs ⌊20·0.75⌋ = 15; the per-step ratio compares e
 import argparse
 import os
 import sys
-import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_utils import in_own_thread  # noqa: E402
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+from bench.bench_utils import euler_scheduler, interleaved_times, start_tiny_sd1  # noqa: E402
 
 
 def main():
@@ -35,20 +27,13 @@ def main():
 
     import numpy as np
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline
     from PIL import Image
 
-    import webui
-    from modules import cmd_args, processing, shared
-    from modules.tiny_models import write_tiny_checkpoint
+    from modules import processing, shared
 
     torch.set_num_threads(os.cpu_count() or 1)
-    data_dir = tempfile.mkdtemp(prefix="bench-img2img-")
-    folder = os.path.join(data_dir, "models", "Stable-diffusion")
-    os.makedirs(folder)
-    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
-    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
-    model = shared.job_queue.run(shared.model_holder.ensure_for_job)
+    _, model = start_tiny_sd1("bench-img2img-")
     pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
 
@@ -60,10 +45,9 @@ def main():
         shared.job_queue.run(lambda: processing.process_images(p))
 
     def make_pipeline():
-        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                           timestep_spacing="linspace", num_train_timesteps=1000, steps_offset=1)
         pipe = StableDiffusionImg2ImgPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
-                                              tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                              tokenizer=model.tokenizers[0], unet=model.unet,
+                                              scheduler=euler_scheduler(),
                                               safety_checker=None, feature_extractor=None,
                                               requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
@@ -76,13 +60,8 @@ def main():
             prompt="a lighthouse", negative_prompt="", image=image, strength=args.strength,
             num_inference_steps=args.steps, guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(1)))
 
-    ours()
-    plain()  # warm-up
-    ours_times, plain_times = [], []
-    for _ in range(args.rounds):  # interleaved: both see the same machine load
-        ours_times.append(timed(ours))
-        plain_times.append(timed(plain))
-    ours_s, plain_s = min(ours_times), min(plain_times)
+    times = interleaved_times({"ours": ours, "diffusers": plain}, args.rounds)
+    ours_s, plain_s = min(times["ours"]), min(times["diffusers"])
     ours_steps = int(min(args.strength, 0.999) * args.steps) + 1
     plain_steps = int(args.steps * args.strength)
     print(f"tiny SD1 img2img, {args.size}x{args.size}, {args.steps} steps, strength {args.strength}, Euler, "

@@ -10,13 +10,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_utils import in_own_thread  # noqa: E402
+from bench.bench_utils import euler_scheduler, interleaved_times, start_tiny_sd1  # noqa: E402
 
 # one 75-token chunk on both sides (a longer prompt would give our UNet twice the context diffusers sees)
 PROMPT = ", ".join(["a lighthouse on a cliff at dusk", "dramatic clouds", "oil painting", "highly detailed",
@@ -37,19 +35,12 @@ def main():
     args = parser.parse_args()
 
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
-    import webui
-    from modules import cmd_args, processing, shared
-    from modules.tiny_models import write_tiny_checkpoint
+    from modules import processing, shared
 
     torch.set_num_threads(args.threads)
-    data_dir = tempfile.mkdtemp(prefix="bench-")
-    folder = os.path.join(data_dir, "models", "Stable-diffusion")
-    os.makedirs(folder)
-    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
-    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
-    model = shared.job_queue.run(shared.model_holder.ensure_for_job)
+    _, model = start_tiny_sd1("bench-")
 
     def ours(cached: bool):
         shared.opts.set("persistent_cond_cache", cached)  # a bench may change the setting between jobs
@@ -59,11 +50,8 @@ def main():
         shared.job_queue.run(lambda: processing.process_images(p))
 
     def make_pipeline():  # on the worker: even a diffusers scheduler's set-up runs torch ops (bench_utils)
-        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                           timestep_spacing="linspace", num_train_timesteps=1000,
-                                           steps_offset=1)
         pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
-                                       tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                       tokenizer=model.tokenizers[0], unet=model.unet, scheduler=euler_scheduler(),
                                        safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
@@ -76,19 +64,9 @@ def main():
             prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=args.steps, guidance_scale=7.0,
             width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(1)))
 
-    def timed(fn):
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
     sides = {"ours (cached)": lambda: ours(True), "diffusers": diffusers_call, "ours (cache off)": lambda: ours(False)}
-    for fn in sides.values():  # warm-up; the first cached run fills the cache with this prompt
-        fn()
-    times = {name: [] for name in sides}
-    for _ in range(args.rounds):
-        for name, fn in sides.items():
-            times[name].append(timed(fn))
-            print(f"  {name}: {times[name][-1]:.3f} s", flush=True)
+    # the warm-up call of the cached side fills the cache with this prompt
+    times = interleaved_times(sides, args.rounds, show_each=True)
     shared.opts.set("persistent_cond_cache", True)
 
     print(f"tiny SD1, {args.size}x{args.size}, {args.steps} steps, Euler, CFG 7, batch 1, a 1-chunk prompt repeated; "

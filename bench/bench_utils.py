@@ -30,12 +30,52 @@ def in_own_thread(fn):
     return result.get("value")
 
 
-def best_of(fn, repeats: int) -> float:
-    """Seconds of the fastest of `repeats` calls, after one warm-up call."""
+def timed(fn) -> float:
+    """Seconds one call of fn takes."""
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return time.perf_counter() - start
+
+
+def interleaved_times(sides: dict, rounds: int, *, show_each: bool = False) -> dict[str, list[float]]:
+    """Seconds of each timed call of each side, `rounds` calls a side, the sides taking turns
+    (A, B, A, B, ...) so that the load of a shared machine falls on all of them alike. One untimed
+    warm-up call of each side comes first. `sides`: name -> a function of no arguments."""
+    for fn in sides.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            times[name].append(timed(fn))
+            if show_each:
+                print(f"  {name}: {times[name][-1]:.3f} s", flush=True)
+    return times
+
+
+def start_tiny_sd1(prefix: str, extra_files=None):
+    """A temporary data folder with a tiny random-weight SD1 checkpoint (and whatever
+    `extra_files(data_dir)` writes there), the web UI initialized on it and the model loaded on the
+    job queue. Returns (data_dir, model)."""
+    import os
+    import tempfile
+
+    import webui
+    from modules import cmd_args, shared
+    from modules.tiny_models import write_tiny_checkpoint
+
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    folder = os.path.join(data_dir, "models", "Stable-diffusion")
+    os.makedirs(folder)
+    in_own_thread(lambda: write_tiny_checkpoint("sd1", os.path.join(folder, "tiny-sd1.safetensors")))
+    if extra_files is not None:
+        in_own_thread(lambda: extra_files(data_dir))
+    webui.initialize(cmd_args.parse_args(["--data-dir", data_dir]))
+    return data_dir, shared.job_queue.run(shared.model_holder.ensure_for_job)
+
+
+def euler_scheduler():
+    """diffusers' Euler with SD1's schedule, spaced as our Euler is. Build it on the job queue's
+    worker: even its set-up runs torch ops (see in_own_thread)."""
+    from diffusers import EulerDiscreteScheduler
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  timestep_spacing="linspace", num_train_timesteps=1000, steps_offset=1)
