@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from modules import images, outpainting, processing, scripts, shared
+from modules.img2img_script_checks import check_directions, require_init_image
 
 
 class Script(scripts.Script):
@@ -34,12 +35,8 @@ class Script(scripts.Script):
     def run(self, p, _info, pixels, mask_blur, direction, noise_q, color_variation):
         pixels, mask_blur = int(pixels), int(mask_blur)
         noise_q, color_variation = float(noise_q), float(color_variation)
-        unknown = [d for d in direction if d not in outpainting.DIRECTIONS]
-        if unknown or not direction:
-            raise processing.GenerationError(f"Outpainting mk2: direction must be a non-empty list of "
-                                             f"{', '.join(outpainting.DIRECTIONS)}, got {direction!r}")
-        if not p.init_images:
-            raise processing.GenerationError("Outpainting mk2 needs an init image")
+        check_directions(direction, "Outpainting mk2")
+        require_init_image(p, "Outpainting mk2")
         if not 8 <= pixels <= 256:
             raise processing.GenerationError(f"Outpainting mk2: pixels must be between 8 and 256, got {pixels}")
         processing.fix_seed(p)

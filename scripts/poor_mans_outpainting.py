@@ -4,6 +4,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from modules import devices, images, outpainting, processing, scripts, shared
+from modules.img2img_script_checks import check_directions, require_init_image
 
 FILLS = ("fill", "original", "latent noise", "latent nothing")
 
@@ -39,12 +40,8 @@ class Script(scripts.Script):
         if not isinstance(fill, int) or not 0 <= fill < len(FILLS):
             raise processing.GenerationError(f"Poor man's outpainting: inpainting_fill must be 0-3 or one of "
                                              f"{', '.join(FILLS)}, got {inpainting_fill!r}")
-        unknown = [d for d in direction if d not in outpainting.DIRECTIONS]
-        if unknown or not direction:
-            raise processing.GenerationError(f"Poor man's outpainting: direction must be a non-empty list of "
-                                             f"{', '.join(outpainting.DIRECTIONS)}, got {direction!r}")
-        if not p.init_images:
-            raise processing.GenerationError("Poor man's outpainting needs an init image")
+        check_directions(direction, "Poor man's outpainting")
+        require_init_image(p, "Poor man's outpainting")
         if not 0 < pixels < min(p.width, p.height):
             raise processing.GenerationError(f"Poor man's outpainting: pixels ({pixels}) must be smaller than the "
                                              f"tile size {p.width}x{p.height}")

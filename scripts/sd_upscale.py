@@ -7,6 +7,7 @@ import gradio as gr
 from PIL import Image
 
 from modules import devices, images, processing, scripts, shared, upscaling
+from modules.img2img_script_checks import require_init_image
 
 
 def resolve_upscaler(value) -> str:
@@ -53,8 +54,7 @@ class Script(scripts.Script):
 
     def run(self, p, _info, overlap, upscaler_index, scale_factor):
         overlap, scale_factor = int(overlap), float(scale_factor)
-        if not p.init_images:
-            raise processing.GenerationError("SD upscale needs an init image")
+        require_init_image(p, "SD upscale")
         if not 1.0 <= scale_factor <= 4.0:
             raise processing.GenerationError(f"SD upscale: scale factor must be between 1 and 4, got {scale_factor}")
         if not 0 <= overlap < min(p.width, p.height):
