@@ -79,7 +79,20 @@ class _ProcessingRequest(_Request):
     comments: dict[str, Any] | None = None
 
 
-class StableDiffusionProcessingTxt2Img(_ProcessingRequest):
+class _JobRequest(_Request):
+    """The trailing fields txt2img and img2img share (api.md §8.1, §8.2): task id, scripts, what to
+    send back and save. Their place in the schema's field order moves; names and defaults do not."""
+    force_task_id: str | None = None
+    sampler_index: str | int | None = "Euler"
+    script_name: str | None = None
+    script_args: list | None = Field(default_factory=list)
+    send_images: bool | None = True
+    save_images: bool | None = False
+    alwayson_scripts: dict[str, Any] | None = Field(default_factory=dict)
+    infotext: str | None = None
+
+
+class StableDiffusionProcessingTxt2Img(_ProcessingRequest, _JobRequest):
     enable_hr: bool | None = False
     firstphase_width: int | None = 0
     firstphase_height: int | None = 0
@@ -93,17 +106,9 @@ class StableDiffusionProcessingTxt2Img(_ProcessingRequest):
     hr_scheduler: str | None = None
     hr_prompt: str | None = ""
     hr_negative_prompt: str | None = ""
-    force_task_id: str | None = None
-    sampler_index: str | int | None = "Euler"
-    script_name: str | None = None
-    script_args: list | None = Field(default_factory=list)
-    send_images: bool | None = True
-    save_images: bool | None = False
-    alwayson_scripts: dict[str, Any] | None = Field(default_factory=dict)
-    infotext: str | None = None
 
 
-class StableDiffusionProcessingImg2Img(_ProcessingRequest):
+class StableDiffusionProcessingImg2Img(_ProcessingRequest, _JobRequest):
     """api.md §8.2: the shared fields (denoising_strength defaults to 0.75), then img2img's own."""
     denoising_strength: float | None = 0.75
     init_images: list[str] | None = None
@@ -120,15 +125,7 @@ class StableDiffusionProcessingImg2Img(_ProcessingRequest):
     inpainting_mask_invert: int | None = 0
     initial_noise_multiplier: float | None = None
     latent_mask: str | None = None
-    force_task_id: str | None = None
-    sampler_index: str | int | None = "Euler"
     include_init_images: bool | None = False
-    script_name: str | None = None
-    script_args: list | None = Field(default_factory=list)
-    send_images: bool | None = True
-    save_images: bool | None = False
-    alwayson_scripts: dict[str, Any] | None = Field(default_factory=dict)
-    infotext: str | None = None
 
 
 class ImageToImageResponse(BaseModel):
