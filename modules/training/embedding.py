@@ -225,6 +225,24 @@ def preview_image(model, run, *, prompt: str, negative: str, steps: int, sampler
     return image
 
 
+def schedules(args, start_step: int):
+    """The learning-rate schedule and the gradient-clipping one (None when disabled), resumed at start_step."""
+    scheduler = LearnRateScheduler(args.learn_rate, args.steps, start_step)
+    clip_scheduler = LearnRateScheduler(args.clip_grad_value, args.steps, start_step) \
+        if args.clip_grad_mode != "disabled" else None
+    return scheduler, clip_scheduler
+
+
+def build_dataset(model, args, name: str, template_path: str, seed: int, state):
+    """The captioned latents of `args.data_root`, as the embedding and hypernetwork trainers read them."""
+    return datasets.build_ti_dataset(
+        model, args.data_root, width=args.training_width, height=args.training_height, varsize=args.varsize,
+        name=name, template_lines=templates.read_template(template_path), shuffle_tags=args.shuffle_tags,
+        tag_drop_out=float(args.tag_drop_out), latent_sampling_method=args.latent_sampling_method,
+        use_weight=args.use_weight, word_regex=shared.opts.dataset_filename_word_regex,
+        join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
+
+
 def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
     """Train on the queue worker; returns (message, final file). Interrupt stops before the next
     step and still writes the file (and optimizer state), so a rerun resumes."""
@@ -244,20 +262,13 @@ def train_embedding(args: TrainEmbeddingArgs) -> tuple[str, str]:
     final_path = embedding.filename or embedding_path(name)
     if start_step >= args.steps:
         return f"Model has already been trained beyond specified max steps ({start_step} >= {args.steps})", final_path
-    scheduler = LearnRateScheduler(args.learn_rate, args.steps, start_step)
-    clip_scheduler = LearnRateScheduler(args.clip_grad_value, args.steps, start_step) \
-        if args.clip_grad_mode != "disabled" else None
+    scheduler, clip_scheduler = schedules(args, start_step)
     run = progress.start(state, "train-embedding", name, args.steps, start_step)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     device = model.device_config.device
 
     log_dir = log_folder(args.log_directory, name)
-    dataset = datasets.build_ti_dataset(
-        model, args.data_root, width=args.training_width, height=args.training_height, varsize=args.varsize,
-        name=name, template_lines=templates.read_template(template_path), shuffle_tags=args.shuffle_tags,
-        tag_drop_out=float(args.tag_drop_out), latent_sampling_method=args.latent_sampling_method,
-        use_weight=args.use_weight, word_regex=shared.opts.dataset_filename_word_regex,
-        join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
+    dataset = build_dataset(model, args, name, template_path, seed, state)
     batch_size = min(args.batch_size, len(dataset.items))
     accumulation = max(1, min(args.gradient_step, len(dataset.items) // batch_size))
     _write_settings(log_dir, args, model, len(dataset.items), embedding.vectors)

@@ -17,10 +17,10 @@ import torch
 
 from modules import conditioning, shared
 from modules.networks import hypernetworks as hn_files
-from modules.training import datasets, progress, step_loop, templates
-from modules.training.embedding import (TrainingError, log_folder, preview_image, require_resident_model,
-                                        sanitize_name, validate_common, _sampler_name, _write_settings)
-from modules.training.learn_schedule import LearnRateScheduler
+from modules.training import progress, step_loop
+from modules.training.embedding import (TrainingError, build_dataset, log_folder, preview_image,
+                                        require_resident_model, sanitize_name, schedules, validate_common,
+                                        _sampler_name, _write_settings)
 from modules.training.train_args import SharedTrainArgs
 
 WEIGHT_INITS = ["Normal", "KaimingUniform", "KaimingNormal", "XavierUniform", "XavierNormal"]
@@ -252,20 +252,13 @@ def train_hypernetwork(args: TrainHypernetworkArgs) -> tuple[str, str]:
     start_step = int(hn.step or 0)
     if start_step >= args.steps:
         return f"Model has already been trained beyond specified max steps ({start_step} >= {args.steps})", path
-    scheduler = LearnRateScheduler(args.learn_rate, args.steps, start_step)
-    clip_scheduler = LearnRateScheduler(args.clip_grad_value, args.steps, start_step) \
-        if args.clip_grad_mode != "disabled" else None
+    scheduler, clip_scheduler = schedules(args, start_step)
     run = progress.start(state, "train-hypernetwork", name, args.steps, start_step)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     device = model.device_config.device
 
     log_dir = log_folder(args.log_directory, name)
-    dataset = datasets.build_ti_dataset(
-        model, args.data_root, width=args.training_width, height=args.training_height, varsize=args.varsize,
-        name=name, template_lines=templates.read_template(template_path), shuffle_tags=args.shuffle_tags,
-        tag_drop_out=float(args.tag_drop_out), latent_sampling_method=args.latent_sampling_method,
-        use_weight=args.use_weight, word_regex=shared.opts.dataset_filename_word_regex,
-        join_string=shared.opts.dataset_filename_join_string, seed=seed, check_stop=state.check_stop)
+    dataset = build_dataset(model, args, name, template_path, seed, state)
     batch_size = min(args.batch_size, len(dataset.items))
     accumulation = max(1, min(args.gradient_step, len(dataset.items) // batch_size))
     _write_settings(log_dir, args, model, len(dataset.items), None)
