@@ -48,3 +48,13 @@ def test_only_masked_mask_has_the_whole_picture_size_and_settings_off_add_nothin
     assert len(plain.images) == 1
     txt = run(shared, init_images=[image], steps=2, override_settings={"return_mask": True})[0]
     assert len(txt.images) == 1  # no mask: plain img2img returns no extras
+
+
+def test_the_four_settings_sit_in_a1111s_sections_with_its_labels(webui_session):
+    labels = webui_session.opts.data_labels
+    expected = {"return_mask": ("img2img", "For inpainting, include the greyscale mask in results for web"),
+                "return_mask_composite": ("img2img", "For inpainting, include masked composite in results for web"),
+                "save_mask": ("saving-images", "For inpainting, save a copy of the greyscale mask"),
+                "save_mask_composite": ("saving-images", "For inpainting, save a masked composite")}
+    for key, (section, label) in expected.items():
+        assert labels[key].section[0] == section and labels[key].label == label and labels[key].default is False
