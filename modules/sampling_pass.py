@@ -248,6 +248,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
         denoiser.mask_blend = blend
+        denoiser.mask_before_denoising = spec.sampler.kind == sd_samplers.TIMESTEPS
         on_step = _progress_callback(segment_model, step_offset, control)
         denoiser.total_steps = state.sampling_steps  # for the cfg_denoiser callbacks
         with devices.on_device(segment_model.unet, segment_model.device_config):
