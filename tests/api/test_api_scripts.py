@@ -167,6 +167,14 @@ def test_img2img_scripts_through_the_api(ext_server):
                                               "script_args": [32, 4, 0, ["up"]]})
     assert outpainted.status_code == 200, outpainted.text
     assert decode(outpainted.json()["images"][0]).size == (64, 128)
+    alternative = post(ext_server, "/img2img", {**base, "sampler_name": "DPM++ 2M",
+                                               "script_name": "img2img alternative test",
+                                               "script_args": ["", True, True, "a hill", "", True, 3, True, 1.0,
+                                                               0.0, False]})
+    assert alternative.status_code == 200, alternative.text
+    alt_info = alternative.json()["info"]
+    assert "Sampler: Euler," in alt_info and "Decode steps: 3" in alt_info and "Denoising strength: 1.0" in alt_info
+    assert decode(alternative.json()["images"][0]).size == (64, 64)
     wrong = post(ext_server, "/img2img", {**base, "script_name": "loopback", "script_args": [3, 0.3, "Wavy"]})
     assert wrong.status_code == 422 and "denoising_curve" in wrong.json()["detail"]
     assert post(ext_server, "/txt2img", {"prompt": "x", **SMALL, "script_name": "loopback"}).status_code == 422
