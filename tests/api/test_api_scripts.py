@@ -113,6 +113,8 @@ def test_script_errors_are_422_naming_the_script(ext_server):
          "Script 'hook recorder' takes at most 3 arguments, got 4"),
         ({"alwayson_scripts": {"hook recorder": {"args": ["yes"]}}},
          "Script 'hook recorder' argument 0 (Record) must be a boolean, got 'yes'"),
+        ({"alwayson_scripts": {"hook recorder": [True]}},  # only ControlNet takes the bare-list form
+         "alwayson_scripts['hook recorder'] must be an object like {\"args\": [...]}"),
         ({"script_name": "prompt matrix", "script_args": [False, False, "positive", "comma", "wide"]},
          "Script 'prompt matrix' argument 4 (Grid margins (px)) must be a number, got 'wide'"),
         ({"script_name": "x/y/z plot", "script_args": ["Sampler", "Nope", [], 0, "", [], 0, "", [],
