@@ -180,3 +180,12 @@ def test_img2img_scripts_through_the_api(ext_server):
     wrong = post(ext_server, "/img2img", {**base, "script_name": "loopback", "script_args": [3, 0.3, "Wavy"]})
     assert wrong.status_code == 422 and "denoising_curve" in wrong.json()["detail"]
     assert post(ext_server, "/txt2img", {"prompt": "x", **SMALL, "script_name": "loopback"}).status_code == 422
+
+
+def test_extension_extras_step_runs_with_its_ui_defaults(ext_server):
+    picture = Image.fromarray(np.random.default_rng(9).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    response = post(ext_server, "/extra-single-image", {"image": _png_b64(picture), "upscaling_resize": 1})
+    assert response.status_code == 200, response.text
+    assert "Recorder stamp: 0.35" in response.json()["html_info"]  # the step's slider default
+    # its Mirror checkbox defaults to off: the image comes back unflipped
+    assert np.array_equal(np.asarray(decode(response.json()["image"]).convert("RGB")), np.asarray(picture))
