@@ -81,7 +81,8 @@ def init(p, all_seeds) -> None:
         if opts.img2img_color_correction else None
 
 
-def sample(p, model, prompts, negatives, seeds, subseeds):
+def sample(p, model, prompts, negatives, seeds, subseeds, start_noise=None, noise_multiplier=None):
+    """start_noise / noise_multiplier: given by scripts that bring their own starting noise."""
     from modules.processing import _refiner_for, schedule_steps
     from modules.sampling_pass import PassSpec, run_pass
     opts = shared.opts
@@ -92,8 +93,8 @@ def sample(p, model, prompts, negatives, seeds, subseeds):
                     init_latent=p.init_latent, denoising_strength=p.denoising_strength,
                     refiner=_refiner_for(p, False), refiner_switch_at=p.refiner_switch_at or 1.0,
                     image_cond=p.image_conditioning, fix_steps=opts.img2img_fix_steps,
-                    noise_multiplier=p.initial_noise_multiplier, mask=p.mask, nmask=p.nmask,
-                    image_cfg_scale=p.image_cfg_scale)
+                    noise_multiplier=p.initial_noise_multiplier if noise_multiplier is None else noise_multiplier,
+                    mask=p.mask, nmask=p.nmask, image_cfg_scale=p.image_cfg_scale, start_noise=start_noise)
     return run_pass(p, model, spec, seeds, subseeds)
 
 
