@@ -4,7 +4,7 @@ import functools
 import html
 import threading
 
-from modules import shared
+from modules import errors, shared
 
 
 class _QueueLock:
@@ -46,6 +46,7 @@ def wrap_gradio_gpu_call(func, extra_outputs=None):
         try:
             return wrap_queued_call(func)(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - shown to the user instead of a dead event
+            errors.record_exception(e)
             message = f"<div class='error'>{html.escape(type(e).__name__)}: {html.escape(str(e))}</div>"
             return [*(extra_outputs or [None]), "", message]
     return f

@@ -86,6 +86,8 @@ class CFGDenoiser:
         # inpainting (generation.md §7.4 step 6): a callable (prediction, denoiser, sigma) -> blended
         # prediction that keeps z0 where the mask is 1 (modules.img2img.mask_blend.LatentBlend)
         self.mask_blend = None
+        # A1111's name: timestep samplers (DDIM/PLMS/UniPC) blend the model's input instead (§7.4 step 6)
+        self.mask_before_denoising = False
         # the active conds only change when the counter passes a schedule boundary: reuse them till then
         ends = {entry.end_at_step for composable in guidance.cond.batch for c in composable for entry in c.schedules}
         ends |= {entry.end_at_step for schedule in guidance.uncond for entry in schedule}
@@ -129,6 +131,8 @@ class CFGDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.step_callback is not None:
             self.step_callback()
+        if self.mask_before_denoising and self.mask_blend is not None:
+            x = self.mask_blend.into_model_input(x, self, sigma)
         g = self.guidance
         a = self._conds_at(self.step)
         # NGMS (prompt-syntax.md §13): at small sigma, on every second evaluation, no negative pass
@@ -172,7 +176,7 @@ class CFGDenoiser:
             for i, conds in enumerate(a.conds_list):
                 for row, weight in conds:
                     result[i] += (d_cond[row] - d_uncond[i]) * (weight * scale)
-        if self.mask_blend is not None:
+        if self.mask_blend is not None and not self.mask_before_denoising:
             result = self.mask_blend(result, self, sigma)
         return result
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from modules.settings import slider_ranges
+
 
 class OptionError(ValueError):
     """A setting key or value that cannot be accepted; the message says why."""
@@ -117,6 +119,21 @@ def _convert_number(key: str, info: OptionInfo, value: Any) -> Any:
     return converted
 
 
+def _convert_slider_value(key: str, info: OptionInfo, value: Any) -> Any:
+    """_convert_number, and a slider setting's value is a number inside the slider's range; a wrong
+    type gets the range in its message too, so the user learns what to send."""
+    try:
+        converted = _convert_number(key, info, value)
+    except OptionError:
+        if slider_ranges.bounds(info) is None:
+            raise
+        converted = None
+    problem = slider_ranges.problem(key, info, value, converted)
+    if problem:
+        raise OptionError(problem)
+    return converted
+
+
 class Options:
     def __init__(self):
         object.__setattr__(self, "data_labels", {})
@@ -163,13 +180,15 @@ class Options:
             if info is None:
                 raise OptionError(f"Unknown setting '{key}'")
             # the value it already has is accepted: clients post back what GET /options gave them
-            unchanged = self.data.get(key, info.default) == value
+            current = self.data.get(key, info.default)
+            unchanged = current == value and isinstance(current, bool) == isinstance(value, bool)
             if api and info.restrict_api and not unchanged:
                 raise OptionError(f"Setting '{key}' cannot be changed through the API")
             if key in self.frozen_keys and not unchanged:
                 flag = self.frozen_by.get(key)
                 raise OptionError(f"Setting '{key}' is frozen" + (f" by {flag}" if flag else ""))
-            value = _convert_number(key, info, value)
+            value = _convert_slider_value(key, info, value) if not unchanged \
+                else _convert_number(key, info, value)
             if info.validate is not None:
                 info.validate(value)
             converted[key] = value

@@ -19,6 +19,7 @@ from modules.job_errors import GenerationError  # noqa: F401 (defined one floor 
 from modules.vae_decode import VaeNaNError, decode_latents  # noqa: F401 (one floor down, for previews)
 from modules import sampling_pass
 from modules.controlnet import job as controlnet_job
+from modules.img2img import mask_outputs
 from modules.sampling_pass import PassSpec, opt_C, opt_f, run_pass  # noqa: F401 (A1111 names)
 from modules.state import Interrupted
 
@@ -156,6 +157,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     overlay_images: list = field(default_factory=list)
     overlay_sources: list = field(default_factory=list)  # init pixels behind each overlay (soft inpainting)
     mask_for_overlay: Any = None
+    mask_sources: Any = None  # this image's mask and pre-overlay picture (img2img.mask_outputs)
     paste_to: tuple | None = None
     color_corrections: list | None = None
 
@@ -614,6 +616,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     p.controlnet_hook = controlnet_job.prepare(p, p.controlnet_units) if p.controlnet_units else None
 
     output_images, infotexts = [], []
+    generated_images = []  # the grid shows these, not the inpainting masks
     state.job_count = p.n_iter * (2 if enable_hr else 1)  # the hires pass counts as a job of its own
     interrupted = False
     for n in range(p.n_iter):
@@ -687,10 +690,17 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 image = p.finish_image(image, i)
             if p.scripts is not None:  # extension hook: after the inpainting composite, before saving
                 image = p.scripts.image_after_composite(p, image)
-            if not p.do_not_save_samples and opts.samples_save:
+            saves = not p.do_not_save_samples and opts.samples_save
+            if saves:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])
             output_images.append(image)
             infotexts.append(text)
+            generated_images.append(image)
+            if not p.is_txt2img:  # return_mask / save_mask and composites, after their image (api.md §8.4)
+                extras = mask_outputs.extra_images(p.mask_sources, opts, (lambda im, suffix, i=i, text=text: _save_one(
+                    p, im, text, p.all_seeds[batch][i], p.all_prompts[batch][i], suffix)) if saves else None)
+                output_images += extras
+                infotexts += [text] * len(extras)  # so gallery indices keep matching their infotext
         state.nextjob()
 
     if infotexts and not shared.cmd_opts.no_prompt_history:
@@ -698,7 +708,7 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
     index_of_first_image = 0
     if output_images:
         grid_text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, use_main_prompt=True)
-        grid, plan = images.make_job_grid(p, output_images, grid_text)
+        grid, plan = images.make_job_grid(p, generated_images, grid_text)
         if plan.show:
             output_images.insert(0, grid)
             infotexts.insert(0, grid_text)

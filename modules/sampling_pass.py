@@ -42,6 +42,8 @@ class PassSpec:
     mask: torch.Tensor | None = None
     nmask: torch.Tensor | None = None
     image_cfg_scale: float | None = None  # instruct-pix2pix models
+    # img2img alternative test: this noise instead of the seeds' first draw (init + noise·σ₀)
+    start_noise: torch.Tensor | None = None
 
 
 class _JobEncoder:
@@ -133,7 +135,7 @@ def _image_cond(model, spec: PassSpec, batch: int, device):
     return inpainting_image_cond(model, batch, spec.height, spec.width)
 
 
-def _guidance(p, model, spec: PassSpec, device, control=None):
+def _guidance(p, model, spec: PassSpec, device, control=None, cfg_scale=None):
     cond, uncond, used = get_conds(model, spec.prompts, spec.negatives, spec.cond_steps, spec.hires_steps,
                                    spec.width, spec.height)
     batch = len(spec.prompts)
@@ -143,7 +145,7 @@ def _guidance(p, model, spec: PassSpec, device, control=None):
         ids = time_ids(model, spec.width, spec.height, batch, opts.sdxl_refiner_high_aesthetic_score)
         uncond_ids = time_ids(model, spec.width, spec.height, batch, opts.sdxl_refiner_low_aesthetic_score)
     guidance = Guidance(
-        cond=cond, uncond=uncond, cfg_scale=p.cfg_scale,
+        cond=cond, uncond=uncond, cfg_scale=p.cfg_scale if cfg_scale is None else cfg_scale,
         time_ids=None if ids is None else ids.to(device),
         uncond_time_ids=None if uncond_ids is None else uncond_ids.to(device),
         image_cond=_image_cond(model, spec, batch, device),
@@ -208,7 +210,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
         x = first_noise * factor
     else:
         multiplier = opts.initial_noise_multiplier if spec.noise_multiplier is None else spec.noise_multiplier
-        start_noise = noise.first().to(device)
+        start_noise = noise.first().to(device) if spec.start_noise is None else spec.start_noise.to(device)
         x = spec.init_latent.to(device) + start_noise * sigmas[0] * multiplier
         if opts.img2img_extra_noise > 0:  # §7.3: not scaled by σ
             p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
@@ -248,6 +250,7 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
                                step_callback=state.check_stop)
         denoiser.step = counter  # the prompt-schedule counter is not reset by the refiner
         denoiser.mask_blend = blend
+        denoiser.mask_before_denoising = spec.sampler.kind == sd_samplers.TIMESTEPS
         on_step = _progress_callback(segment_model, step_offset, control)
         denoiser.total_steps = state.sampling_steps  # for the cfg_denoiser callbacks
         with devices.on_device(segment_model.unet, segment_model.device_config):

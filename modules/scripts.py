@@ -323,6 +323,9 @@ def load_scripts() -> None:
             elif postprocessing_base is not None and issubclass(obj, postprocessing_base) \
                     and obj is not postprocessing_base:
                 postprocessing_scripts_data.append(ScriptClassData(obj, script.path, script.basedir, module))
+    if postprocessing_base is not None:  # Extras runs these steps (modules.postprocessing.runner)
+        importlib.import_module("modules.scripts_postprocessing").set_script_file_steps(
+            [data.script_class for data in postprocessing_scripts_data])
     scripts_txt2img = ScriptRunner()
     scripts_img2img = ScriptRunner()
 

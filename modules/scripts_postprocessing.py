@@ -84,3 +84,15 @@ def register_step(cls: type) -> type:
 
 def registered_steps() -> list[type]:
     return list(_registered)
+
+
+# the subclasses found in extensions' scripts/*.py, replaced on every (re)load of the scripts
+_from_script_files: list[type] = []
+
+
+def set_script_file_steps(classes: list[type]) -> None:
+    _from_script_files[:] = classes
+
+
+def script_file_steps() -> list[type]:
+    return list(_from_script_files)

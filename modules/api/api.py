@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from modules import (admission, face_restoration, hires, infotext_utils, jobs, processing, sd_models, sd_samplers,
                      sd_vae, shared, upscaling)
-from modules import scripts
+from modules import errors, scripts
 from modules.api import models, scripts_routes
 from modules.controlnet import job as controlnet_job
 from modules.models.loader import ModelLoadError
@@ -75,6 +75,7 @@ def _raise_for(e: Exception):
     for kind, status in _CLIENT_ERRORS:
         if isinstance(e, kind):
             raise HTTPException(status_code=status, detail=str(e)) from e
+    errors.record_exception(e)  # an unexpected error: kept for Sysinfo's "Exceptions"
     raise e
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from modules import face_restoration, infotext_utils, shared, upscaling
-from modules.postprocessing import extras_job
+from modules.postprocessing import extras_job, runner
 from modules.postprocessing.errors import PostprocessingError
 from modules.upscaling import registry
 
@@ -113,9 +113,10 @@ def _run(req: ExtrasBaseRequest, encoded: list[str]) -> extras_job.ExtrasResult:
         if not data:
             raise HTTPException(422, "Invalid encoded image")
         inputs.append(extras_job.ExtrasInput(decode_base64_to_image(data)))
-    args = step_args(req)
+    steps = runner.ordered_steps()
+    args = runner.with_extension_defaults(steps, step_args(req))  # extensions' steps: their UI defaults
     try:
-        return shared.job_queue.run(lambda: extras_job.run(inputs, args, save=False), name="extras")
+        return shared.job_queue.run(lambda: extras_job.run(inputs, args, save=False, steps=steps), name="extras")
     except (PostprocessingError, ValueError) as e:
         raise HTTPException(422, str(e)) from None
     except (upscaling.UpscalerUnavailable, face_restoration.FaceRestorationUnavailable) as e:

@@ -63,6 +63,8 @@ def script_args_for(runner: scripts.ScriptRunner, script_name: str | None, scrip
             if title.lower() in BUILTIN_ALWAYSON_SCRIPTS:
                 continue
             raise HTTPException(422, f"always on script {title} not found")
+        if isinstance(entry, list) and getattr(script, "api_accepts_bare_args_list", False):
+            entry = {"args": entry}  # older clients send the units list itself (ControlNet)
         if not isinstance(entry, dict):
             raise HTTPException(422, f"alwayson_scripts['{title}'] must be an object like {{\"args\": [...]}}")
         if "args" in entry:

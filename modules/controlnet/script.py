@@ -17,6 +17,9 @@ def parse_slots(args, init_image_available: bool = False) -> list[units.ControlN
 
 
 class ControlNetScript(scripts.Script):
+    # sd-webui-controlnet clients of 2023 send `alwayson_scripts: {"controlnet": [unit, ...]}`
+    api_accepts_bare_args_list = True
+
     def __init__(self):
         self._size = {}  # "width"/"height" -> the tab's slider, for "send dimensions"
 

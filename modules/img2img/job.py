@@ -2,6 +2,7 @@
 job), sample (per batch), finish_image (per image)."""
 from modules import shared
 from modules.img2img import color_correction, overlay, prepare
+from modules.img2img.mask_outputs import MaskSources
 from modules.img2img.prepare import MASKED_CONTENT_NAMES, ORIGINAL
 
 
@@ -80,7 +81,8 @@ def init(p, all_seeds) -> None:
         if opts.img2img_color_correction else None
 
 
-def sample(p, model, prompts, negatives, seeds, subseeds):
+def sample(p, model, prompts, negatives, seeds, subseeds, start_noise=None, noise_multiplier=None):
+    """start_noise / noise_multiplier: given by scripts that bring their own starting noise."""
     from modules.processing import _refiner_for, schedule_steps
     from modules.sampling_pass import PassSpec, run_pass
     opts = shared.opts
@@ -91,16 +93,17 @@ def sample(p, model, prompts, negatives, seeds, subseeds):
                     init_latent=p.init_latent, denoising_strength=p.denoising_strength,
                     refiner=_refiner_for(p, False), refiner_switch_at=p.refiner_switch_at or 1.0,
                     image_cond=p.image_conditioning, fix_steps=opts.img2img_fix_steps,
-                    noise_multiplier=p.initial_noise_multiplier, mask=p.mask, nmask=p.nmask,
-                    image_cfg_scale=p.image_cfg_scale)
+                    noise_multiplier=p.initial_noise_multiplier if noise_multiplier is None else noise_multiplier,
+                    mask=p.mask, nmask=p.nmask, image_cfg_scale=p.image_cfg_scale, start_noise=start_noise)
     return run_pass(p, model, spec, seeds, subseeds)
 
 
 def finish_image(p, image, index: int):
     opts = shared.opts
     overlay_layer = _overlay(p, index)
+    mask_for_overlay = p.mask_for_overlay
     if p.scripts is not None:  # extension hook: may replace this image's overlay (soft inpainting)
-        _, overlay_layer = p.scripts.mask_overlay(p, index, p.mask_for_overlay, overlay_layer)
+        mask_for_overlay, overlay_layer = p.scripts.mask_overlay(p, index, mask_for_overlay, overlay_layer)
     if p.color_corrections is not None and index < len(p.color_corrections):
         if opts.save_images_before_color_correction and not p.do_not_save_samples:
             from modules.processing import _save_one, create_infotext
@@ -110,6 +113,9 @@ def finish_image(p, image, index: int):
             _save_one(p, overlay.apply_overlay(image, p.paste_to, overlay_layer), text,
                       p.all_seeds[at], p.all_prompts[at], "-before-color-correction")
         image = color_correction.apply(p.color_corrections[index], image)
+    # read by processing for return_mask / save_mask and their composites (mask_outputs)
+    p.mask_sources = None if mask_for_overlay is None else \
+        MaskSources(mask_for_overlay, overlay.pasted_back(image, p.paste_to, overlay_layer))
     return overlay.apply_overlay(image, p.paste_to, overlay_layer)
 
 

@@ -1,5 +1,6 @@
 """The inpainting latent blend (generation.md §7.4 step 6): every denoiser prediction, and the final
-latent once more, keeps the init latent where `mask` is 1. Always-on scripts may replace each blend
+latent once more, keeps the init latent where `mask` is 1 (timestep samplers: the model input, see
+into_model_input). Always-on scripts may replace each blend
 through on_mask_blend (extensions.md §5.3; soft inpainting does)."""
 import torch
 
@@ -17,3 +18,9 @@ class LatentBlend:
             blended = runner.blend_latent(self.p, current, self.init_latent, self.mask, self.nmask, blended,
                                           denoiser=denoiser, sigma=sigma)
         return blended
+
+    def into_model_input(self, x: torch.Tensor, denoiser, sigma: torch.Tensor) -> torch.Tensor:
+        """Timestep samplers blend before the model call, in their own (DDPM) space, as A1111's
+        CompVis-style samplers do: there x_ddpm = x·√ᾱ = x/√(σ²+1), and the kept area gets z0 itself."""
+        scale = ((sigma ** 2 + 1) ** 0.5).reshape(-1, 1, 1, 1)
+        return self(x / scale, denoiser, sigma) * scale

@@ -12,15 +12,21 @@ def overlay_image(image: Image.Image, overlay_mask: Image.Image) -> Image.Image:
     return layer.convert("RGBA")
 
 
+def pasted_back(image: Image.Image, paste_to, overlay: Image.Image | None) -> Image.Image:
+    """The result before the init pixels go over it: an "Only masked" crop pasted into a transparent
+    canvas of the whole picture's size (unchanged without an overlay, as in A1111)."""
+    if overlay is None or paste_to is None:
+        return image
+    x, y, w, h = paste_to
+    canvas = Image.new("RGBA", overlay.size)
+    canvas.paste(resize_image(CROP_AND_RESIZE, image, w, h).convert("RGBA"), (x, y))
+    return canvas
+
+
 def apply_overlay(image: Image.Image, paste_to, overlay: Image.Image | None) -> Image.Image:
     """`paste_to` = (x, y, w, h) of the "Only masked" crop, or None for the whole picture."""
     if overlay is None:
         return image
-    if paste_to is not None:
-        x, y, w, h = paste_to
-        canvas = Image.new("RGBA", overlay.size)
-        canvas.paste(resize_image(CROP_AND_RESIZE, image, w, h).convert("RGBA"), (x, y))
-        image = canvas
-    result = image.convert("RGBA")
+    result = pasted_back(image, paste_to, overlay).convert("RGBA")
     result.alpha_composite(overlay)
     return result.convert("RGB")

@@ -2,7 +2,8 @@
 import html
 
 from modules import infotext_utils, shared
-from modules.scripts_postprocessing import PostprocessedImage, ScriptPostprocessing, registered_steps
+from modules.scripts_postprocessing import PostprocessedImage, ScriptPostprocessing, registered_steps, \
+    script_file_steps
 
 
 def builtin_step_classes() -> list[type]:
@@ -15,7 +16,8 @@ def builtin_step_classes() -> list[type]:
 def ordered_steps(classes: list[type] | None = None) -> list[ScriptPostprocessing]:
     """Named in postprocessing_operation_order first (in that order), then by rank, then by name;
     steps in postprocessing_disable_in_extras left out."""
-    classes = classes if classes is not None else [*builtin_step_classes(), *registered_steps()]
+    if classes is None:  # a class both registered and found in a script file runs once
+        classes = list(dict.fromkeys([*builtin_step_classes(), *registered_steps(), *script_file_steps()]))
     steps = [cls() for cls in classes]
     order = list(shared.opts.postprocessing_operation_order or [])
     disabled = set(shared.opts.postprocessing_disable_in_extras or [])
@@ -24,6 +26,32 @@ def ordered_steps(classes: list[type] | None = None) -> list[ScriptPostprocessin
         position = order.index(step.name) if step.name in order else len(order)
         return position, step.order, step.name or ""
     return sorted((s for s in steps if s.name not in disabled), key=key)
+
+
+_ui_defaults: dict[type, dict] = {}
+
+
+def ui_defaults(step: ScriptPostprocessing) -> dict:
+    """The values a step's controls start with (its arguments when a caller gives none), built
+    once per class in a throwaway Blocks (Gradio layouts need one)."""
+    cls = type(step)
+    if cls not in _ui_defaults:
+        import gradio as gr
+        with gr.Blocks():
+            controls = step.ui() or {}
+        _ui_defaults[cls] = {name: getattr(control, "value", None) for name, control in controls.items()}
+    return dict(_ui_defaults[cls])
+
+
+def with_extension_defaults(steps: list[ScriptPostprocessing], args: dict[str, dict]) -> dict[str, dict]:
+    """args plus, for every step not built in and not given, its controls' defaults (the API's
+    fixed fields only name the built-in steps, as in A1111)."""
+    builtin = set(builtin_step_classes())
+    filled = dict(args)
+    for step in steps:
+        if step.name not in filled and type(step) not in builtin:
+            filled[step.name] = ui_defaults(step)
+    return filled
 
 
 def run_steps(steps: list[ScriptPostprocessing], image, args: dict[str, dict],

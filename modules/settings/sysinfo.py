@@ -69,8 +69,22 @@ def _packages() -> list[str]:
                   if dist.metadata["Name"])
 
 
+def extension_list(enabled: bool) -> list[dict]:
+    """The extension loader's list (built-in and user), enabled or disabled ones, with the git
+    facts where the folder is a repository (None where unknown)."""
+    from modules import extensions
+    items = []
+    for ext in extensions.extensions:
+        if ext.enabled != enabled:
+            continue
+        ext.read_info_from_repo()
+        items.append({"name": ext.name, "path": ext.path, "builtin": ext.is_builtin,
+                      "commit": ext.commit_hash or None, "branch": ext.branch, "remote": ext.remote})
+    return items
+
+
 def get_dict() -> dict:
-    from modules import infotext_utils, shared
+    from modules import errors, infotext_utils, shared
     from modules.startup_timer import startup_timer
     return {
         "Platform": platform.platform(),
@@ -84,11 +98,11 @@ def get_dict() -> dict:
         "Checksum": CHECKSUM_PLACEHOLDER,
         "Commandline": masked_argv(sys.argv),
         "Torch env info": _torch_info(),
-        "Exceptions": [],  # errors are reported where they happen; none are collected yet
+        "Exceptions": errors.get_exceptions(),
         "CPU": {"model": platform.processor(), "count logical": os.cpu_count()},
         "RAM": _ram(),
-        "Extensions": [],
-        "Inactive extensions": [],
+        "Extensions": extension_list(enabled=True),
+        "Inactive extensions": extension_list(enabled=False),
         "Environment": {k: v for k, v in os.environ.items() if k in ENVIRONMENT_WHITELIST},
         "Config": dict(shared.opts.data),
         "Startup": startup_timer.summary(),

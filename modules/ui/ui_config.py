@@ -145,27 +145,36 @@ def create_defaults_page() -> dict:
     return dict(_defaults_page)
 
 
+def view_changes(value_tracked, values, filename) -> tuple[list[list], str]:
+    """Defaults page, View changes: the rows (path, stored, current) that differ, and a summary."""
+    rows = changes(value_tracked, values, filename)
+    return (rows or [["(no changes)", "", ""]]), f"{len(rows)} changes" if rows else "No changes."
+
+
+def save_changes(value_tracked, values, filename) -> str:
+    """Defaults page, Apply: write the changed values into ui-config.json (an unreadable file is
+    left as it is: it may be the user's hand-edited one)."""
+    rows = changes(value_tracked, values, filename)
+    stored, readable = read(filename)
+    if not readable:
+        return f"<span class='error'>{filename} could not be read; not overwritten</span>"
+    for key, _, value in rows:
+        stored[key] = value
+    write(filename, stored)
+    return f"Wrote {len(rows)} changed defaults to {filename}; Reload UI to use them."
+
+
+def value_tracked_components(tracked) -> list[tuple[str, object]]:
+    return [(prefix, component) for prefix, component in tracked if not isinstance(component, gr.Button)]
+
+
 def _wire_defaults_page(tracked, filename) -> None:
     if not _defaults_page:
         return
-    inputs = [component for _, component in tracked if not isinstance(component, gr.Button)]
-    value_tracked = [(prefix, component) for prefix, component in tracked if not isinstance(component, gr.Button)]
-
-    def view(*values):
-        rows = changes(value_tracked, values, filename)
-        return (rows or [["(no changes)", "", ""]]), f"{len(rows)} changes" if rows else "No changes."
-
-    def save(*values):
-        rows = changes(value_tracked, values, filename)
-        stored, readable = read(filename)
-        if not readable:
-            return f"<span class='error'>{filename} could not be read; not overwritten</span>"
-        for key, _, value in rows:
-            stored[key] = value
-        write(filename, stored)
-        return f"Wrote {len(rows)} changed defaults to {filename}; Reload UI to use them."
-
-    _defaults_page["view"].click(view, inputs=inputs, outputs=[_defaults_page["table"], _defaults_page["status"]],
+    value_tracked = value_tracked_components(tracked)
+    inputs = [component for _, component in value_tracked]
+    _defaults_page["view"].click(lambda *values: view_changes(value_tracked, values, filename), inputs=inputs,
+                                 outputs=[_defaults_page["table"], _defaults_page["status"]],
                                  api_visibility="private")
-    _defaults_page["apply"].click(save, inputs=inputs, outputs=[_defaults_page["status"]], api_visibility="private")
-    _defaults_page.clear()
+    _defaults_page["apply"].click(lambda *values: save_changes(value_tracked, values, filename), inputs=inputs,
+                                  outputs=[_defaults_page["status"]], api_visibility="private")

@@ -376,3 +376,21 @@ def test_out_of_range_strengths_and_hires_sizes_are_refused(server):
     for fields, message in cases:
         response = post(server, "/txt2img", {"prompt": "x", **SMALL, **fields})
         assert response.status_code == 422 and message in response.json()["detail"], (fields, response.text)
+
+
+def test_options_outside_a_slider_range_are_422_naming_key_and_range_and_change_nothing(server):
+    before = get(server, "/options").json()
+    response = post(server, "/options", {"samples_format": "jpg", "CLIP_stop_at_last_layers": 50})
+    assert response.status_code == 422
+    assert response.json()["detail"] == \
+        "Setting 'CLIP_stop_at_last_layers' cannot take the value 50: expected a number from 1 to 12"
+    response = post(server, "/options", {"jpeg_quality": "high"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == \
+        "Setting 'jpeg_quality' cannot take the value 'high': expected a number from 1 to 100"
+    after = get(server, "/options").json()
+    for key in ("samples_format", "CLIP_stop_at_last_layers", "jpeg_quality"):
+        assert after[key] == before[key], key
+    response = post(server, "/txt2img", {"prompt": "x", "override_settings": {"token_merging_ratio": 2}, **SMALL})
+    assert response.status_code == 422 and response.json()["detail"] == \
+        "Setting 'token_merging_ratio' cannot take the value 2: expected a number from 0 to 0.9"

@@ -113,6 +113,8 @@ def test_script_errors_are_422_naming_the_script(ext_server):
          "Script 'hook recorder' takes at most 3 arguments, got 4"),
         ({"alwayson_scripts": {"hook recorder": {"args": ["yes"]}}},
          "Script 'hook recorder' argument 0 (Record) must be a boolean, got 'yes'"),
+        ({"alwayson_scripts": {"hook recorder": [True]}},  # only ControlNet takes the bare-list form
+         "alwayson_scripts['hook recorder'] must be an object like {\"args\": [...]}"),
         ({"script_name": "prompt matrix", "script_args": [False, False, "positive", "comma", "wide"]},
          "Script 'prompt matrix' argument 4 (Grid margins (px)) must be a number, got 'wide'"),
         ({"script_name": "x/y/z plot", "script_args": ["Sampler", "Nope", [], 0, "", [], 0, "", [],
@@ -167,6 +169,23 @@ def test_img2img_scripts_through_the_api(ext_server):
                                               "script_args": [32, 4, 0, ["up"]]})
     assert outpainted.status_code == 200, outpainted.text
     assert decode(outpainted.json()["images"][0]).size == (64, 128)
+    alternative = post(ext_server, "/img2img", {**base, "sampler_name": "DPM++ 2M",
+                                               "script_name": "img2img alternative test",
+                                               "script_args": ["", True, True, "a hill", "", True, 3, True, 1.0,
+                                                               0.0, False]})
+    assert alternative.status_code == 200, alternative.text
+    alt_info = alternative.json()["info"]
+    assert "Sampler: Euler," in alt_info and "Decode steps: 3" in alt_info and "Denoising strength: 1.0" in alt_info
+    assert decode(alternative.json()["images"][0]).size == (64, 64)
     wrong = post(ext_server, "/img2img", {**base, "script_name": "loopback", "script_args": [3, 0.3, "Wavy"]})
     assert wrong.status_code == 422 and "denoising_curve" in wrong.json()["detail"]
     assert post(ext_server, "/txt2img", {"prompt": "x", **SMALL, "script_name": "loopback"}).status_code == 422
+
+
+def test_extension_extras_step_runs_with_its_ui_defaults(ext_server):
+    picture = Image.fromarray(np.random.default_rng(9).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    response = post(ext_server, "/extra-single-image", {"image": _png_b64(picture), "upscaling_resize": 1})
+    assert response.status_code == 200, response.text
+    assert "Recorder stamp: 0.35" in response.json()["html_info"]  # the step's slider default
+    # its Mirror checkbox defaults to off: the image comes back unflipped
+    assert np.array_equal(np.asarray(decode(response.json()["image"]).convert("RGB")), np.asarray(picture))

@@ -129,6 +129,18 @@ def test_extra_units_are_dropped_and_non_dicts_ignored(cn_server):
     assert too_many.status_code == 422 and "takes at most 3 arguments" in too_many.json()["detail"]
 
 
+def test_legacy_bare_list_of_units_is_accepted(cn_server):
+    unit = {"module": "canny", "model": "tiny_sd15_canny", "image": b64(square()), "processor_res": 64}
+    body = {"prompt": "a cat", "steps": 3, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler"}
+    legacy = requests.post(cn_server.url + "/sdapi/v1/txt2img", timeout=300,
+                           json={**body, "alwayson_scripts": {"controlnet": [unit]}})
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json()["images"] == txt2img(cn_server, [unit]).json()["images"]  # same as {"args": [unit]}
+    bad = requests.post(cn_server.url + "/sdapi/v1/txt2img", timeout=300,
+                        json={**body, "alwayson_scripts": {"controlnet": [{**unit, "weight": 5}]}})
+    assert bad.status_code == 422 and "unit 0: weight must be between 0 and 2" in bad.json()["detail"]
+
+
 def test_img2img_unit_without_image_uses_the_init_image(cn_server):
     body = {"prompt": "a cat", "steps": 3, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler",
             "init_images": [b64(square())], "denoising_strength": 0.6,

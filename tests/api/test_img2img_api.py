@@ -94,3 +94,16 @@ def test_webuiapi_img2img_with_and_without_mask(server):
     outside = np.asarray(mask) == 0
     assert np.array_equal(out[outside], np.asarray(image)[outside])
     assert "Inpaint area: Only masked" in masked.info["infotexts"][0]
+
+
+def test_return_mask_settings_append_mask_and_composite(server):
+    image, mask = init_image(6), box_mask()
+    settings = {**SD1["override_settings"], "return_mask": True, "return_mask_composite": True}
+    body = {"prompt": "a dock", "seed": 9, "init_images": [b64(image)], "mask": b64(mask), "mask_blur": 0,
+            "inpainting_fill": 1, **SMALL, "override_settings": settings}
+    response = post(server, body)
+    assert response.status_code == 200, response.text
+    images = [decode(text) for text in response.json()["images"]]
+    assert len(images) == 3 and all(im.size == (64, 64) for im in images)
+    assert np.array_equal(np.asarray(images[1].convert("L")), np.asarray(mask))
+    assert images[2].mode == "RGBA" and np.array_equal(np.asarray(images[2])[..., 3], np.asarray(mask))

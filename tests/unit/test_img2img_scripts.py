@@ -4,6 +4,7 @@ generations, the tile count and output size, the canvas size and the untouched o
 import math
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -152,3 +153,109 @@ def test_bad_arguments_are_clear_errors(shared, picture):
         run_script(shared, "SD upscale", ["", 16, "nope", 2.0], picture)
     with pytest.raises(processing.GenerationError, match="denoising_curve"):
         run_script(shared, "Loopback", [2, 0.5, "Wavy", "None"], picture)
+
+
+ALT = "img2img alternative test"
+ALT_ARGS = dict(override_sampler=True, override_prompt=True, original_prompt="a lighthouse at dusk",
+                original_negative_prompt="fog", override_steps=True, st=4, override_strength=True, cfg=1.5,
+                randomness=0.0, sigma_adjustment=False)
+
+
+def _alt_args(**changes):
+    return [""] + list({**ALT_ARGS, **changes}.values())
+
+
+def _reference_found_noise(model, init_latent, prompt, negative, cfg_scale, steps):
+    """The backward Euler search written out here on the model's ε prediction: climb from σ = 0 to
+    σ_max, each step using the guided slope at the level it climbs to; unit variance at the end."""
+    from modules import sampling_pass
+    cond, uncond, _ = sampling_pass.get_conds(model, [prompt], [negative], steps)
+    context = torch.cat([cond.batch[0][0].schedules[0].cond[None], uncond[0][0].cond[None]])
+    schedule = model.noise_schedule(shared_opts())
+    sigmas = schedule.get_sigmas(steps).flip(0)
+    x = init_latent.clone()
+    with torch.no_grad():
+        for i in range(1, len(sigmas)):
+            s = sigmas[i]
+            t = schedule.sigma_to_t(s)
+            eps = model.unet(torch.cat([x, x]) / (s ** 2 + 1) ** 0.5, t.expand(2), encoder_hidden_states=context,
+                             return_dict=False)[0].float()
+            d_cond, d_uncond = (torch.cat([x, x]) - eps * s).chunk(2)
+            denoised = d_uncond + (d_cond - d_uncond) * cfg_scale
+            x = x + (x - denoised) / s * (sigmas[i] - sigmas[i - 1])
+    return x / x.std()
+
+
+def shared_opts():
+    from modules import shared as shared_module
+    return shared_module.opts
+
+
+def _record_sampler_starts(monkeypatch):
+    from modules import sd_samplers
+    starts, real = [], sd_samplers.run_sampler
+
+    def recording(sampler, denoiser, x, sigmas, *args, **kwargs):
+        starts.append((sampler.name, x.clone(), sigmas.clone()))
+        return real(sampler, denoiser, x, sigmas, *args, **kwargs)
+    monkeypatch.setattr(sd_samplers, "run_sampler", recording)
+    return starts
+
+
+def test_img2img_alternative_test_has_a1111_controls(shared):
+    runner = scripts.scripts_img2img
+    script = runner.script(ALT)
+    assert ALT not in scripts.scripts_txt2img.titles
+    labels = [getattr(c, "label", None) for c in script.controls][1:]
+    assert labels == ["Override `Sampling method` to Euler?(this method is built for it)",
+                      "Override `prompt` to the same value as `original prompt`?(and `negative prompt`)",
+                      "Original prompt", "Original negative prompt",
+                      "Override `Sampling Steps` to the same value as `Decode steps`?", "Decode steps",
+                      "Override `Denoising strength` to 1?", "Decode CFG scale", "Randomness",
+                      "Sigma adjustment for finding noise for image"]
+    defaults = runner.default_args()[script.args_from + 1:script.args_to]
+    assert defaults == [True, True, "", "", True, 50, True, 1.0, 0.0, False]
+
+
+def test_img2img_alternative_test_starts_from_the_found_noise(shared, picture, monkeypatch):
+    starts = _record_sampler_starts(monkeypatch)
+    processed = run_script(shared, ALT, _alt_args(), picture, sampler_name="DPM++ 2M", steps=7,
+                           denoising_strength=0.5, prompt="ignored", negative_prompt="ignored too")
+    (image,) = processed.images
+    assert image.size == (64, 64)
+    # the options reached the job: Euler, the decode steps, strength 1, the original prompts
+    p = processed.p
+    assert (p.sampler_name, p.steps, p.denoising_strength) == ("Euler", 4, 1.0)
+    assert (p.prompt, p.negative_prompt) == ("a lighthouse at dusk", "fog")
+    info = processed.infotexts[0]
+    for key in ("Steps: 4,", "Sampler: Euler,", "Denoising strength: 1.0", "Decode prompt: a lighthouse at dusk",
+                "Decode negative prompt: fog", "Decode CFG scale: 1.5", "Decode steps: 4", "Randomness: 0.0",
+                "Sigma Adjustment: False"):
+        assert key in info, key
+    (sampler_name, x_start, sigmas), = starts
+    model = shared.model_holder.sd_model
+    found = _reference_found_noise(model, p.init_latent, "a lighthouse at dusk", "fog", 1.5, 4)
+    sigma_max = model.noise_schedule(shared_opts()).sigma_max
+    assert sampler_name == "Euler" and len(sigmas) == 5 and float(sigmas[0]) == pytest.approx(float(sigma_max))
+    assert torch.allclose(x_start, found * sigma_max, atol=1e-4, rtol=1e-4)
+
+
+def test_img2img_alternative_test_randomness_and_cache(shared, picture, monkeypatch):
+    from modules import rng
+    from modules.img2img import noise_inversion
+    calls = []
+    real = noise_inversion.find_noise
+    monkeypatch.setattr(noise_inversion, "find_noise", lambda *a: calls.append(1) or real(*a))
+    starts = _record_sampler_starts(monkeypatch)
+    for _ in range(2):  # the second run finds the same image and settings: no second search
+        run_script(shared, ALT, _alt_args(randomness=1.0, st=3), picture, seed=77)
+    assert len(calls) == 1
+    # randomness 1: the seed's noise alone, at σ_max
+    seed_noise = rng.ImageRNG((4, 8, 8), [77], [0], source=shared_opts().randn_source).first()
+    sigma_max = float(starts[0][2][0])
+    for _name, x_start, _sigmas in starts:
+        assert torch.allclose(x_start, seed_noise * sigma_max, atol=1e-4, rtol=1e-4)
+    run_script(shared, ALT, _alt_args(randomness=1.0, st=3, sigma_adjustment=True), picture, seed=77)
+    assert len(calls) == 2
+    with pytest.raises(processing.GenerationError, match="decode steps must be between 1 and 150"):
+        run_script(shared, ALT, _alt_args(st=0), picture)

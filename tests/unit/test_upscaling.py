@@ -22,7 +22,9 @@ def models_dir(tmp_path, monkeypatch):
     """An empty models folder, default flags and settings, no tiling unless a test asks."""
     monkeypatch.setattr(shared, "paths", dataclasses.replace(shared.paths, models=str(tmp_path)))
     monkeypatch.setattr(shared, "cmd_opts", cmd_args.build_parser().parse_args([]))
-    with shared.opts.override({"ESRGAN_tile": 0, "DAT_tile": 0, "SWIN_tile": 0}):
+    # SwinIR's slider starts at 16 (A1111's range, enforced since issue 14): 0 only as a stored value
+    monkeypatch.setitem(shared.opts.data, "SWIN_tile", 0)
+    with shared.opts.override({"ESRGAN_tile": 0, "DAT_tile": 0}):
         model_cache.clear()
         yield tmp_path
     model_cache.clear()
