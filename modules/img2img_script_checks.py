@@ -1,4 +1,4 @@
-"""Argument checks the built-in img2img scripts share (outpainting mk2, poor man's outpainting,
+"""Argument checks the built-in img2img scripts share (outpainting mk2, poor man's outpainting, img2img alt,
 SD upscale); each message starts with the script's title, so the user sees which script refused."""
 from modules import outpainting, processing
 

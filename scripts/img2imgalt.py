@@ -7,6 +7,7 @@ import torch
 
 from modules import processing, rng, scripts, shared
 from modules.img2img import job, noise_inversion
+from modules.img2img_script_checks import require_init_image
 
 
 def _latents_equal(a, b) -> bool:
@@ -62,8 +63,7 @@ class Script(scripts.Script):
             raise processing.GenerationError(f"{name}: decode steps must be between 1 and 150, got {st}")
         if not 0.0 <= randomness <= 1.0:
             raise processing.GenerationError(f"{name}: randomness must be between 0 and 1, got {randomness}")
-        if not p.init_images:
-            raise processing.GenerationError(f"{name} needs an init image")
+        require_init_image(p, name)
         original_prompt, original_negative_prompt = str(original_prompt or ""), str(original_negative_prompt or "")
         if override_sampler:
             p.sampler_name = "Euler"
