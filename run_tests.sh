@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up venv/ (requirements + test requirements), Debian's Chromium for the browser tests,
-# then runs the whole test suite. Extra arguments go to pytest.
+# then runs the whole test suite in two pytest workers. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 launch.py --with-tests --exit
@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1; then
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     fi
 fi
-exec venv/bin/python -m pytest tests -q "$@"
+# two workers: the browser tests in order on one, the other files (each kept together) on the other
+exec venv/bin/python -m pytest tests -q -n 2 --dist loadgroup "$@"

@@ -116,3 +116,19 @@ def server(data_dir):
         yield proc.wait_ready()
     finally:
         proc.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full_ui: a long browser test whose behaviour other tests also "
+                                       "cover; runs only with FULL_UI_TESTS=1 (keeps CI in its time budget)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run one after another in one pytest worker (two pages loading at once starve
+    each other on two cores); every other file is one unit of work for the second worker."""
+    full_ui = os.environ.get("FULL_UI_TESTS") == "1"
+    for item in items:
+        browser = "tests/browser/" in item.nodeid
+        item.add_marker(pytest.mark.xdist_group("browser" if browser else item.nodeid.split("::")[0]))
+        if item.get_closest_marker("full_ui") and not full_ui:
+            item.add_marker(pytest.mark.skip(reason="long browser test: set FULL_UI_TESTS=1 to run it"))

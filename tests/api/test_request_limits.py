@@ -30,7 +30,8 @@ def test_non_finite_numbers_are_422_naming_the_field(server):
     loc, _ = field_error(post_raw(server, '{"steps": 2, "width": 64, "height": 64, "denoising_strength": NaN}'))
     assert loc == ["body", "denoising_strength"]
     response = post(server, {"override_settings": {"eta_ddim": "nan"}})
-    assert response.status_code == 422 and response.json()["detail"] == "Setting eta_ddim must be a finite number, got nan"
+    assert response.status_code == 422 and response.json()["detail"] == \
+        "Setting 'eta_ddim' cannot take the value 'nan': expected a number from 0 to 1"
 
 
 def test_out_of_range_integers_are_422_naming_the_field(server):

@@ -1,5 +1,6 @@
 """In a real browser: the Extras gallery's Send to img2img / inpaint / extras, and img2img's
 Interrogate buttons (no weights in the test data folder: a message naming the folder)."""
+import pytest
 import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
@@ -17,6 +18,7 @@ def _upscale_in_extras(page, source):
     expect(page.locator("#extras_gallery img").first).to_be_visible(timeout=60_000)
 
 
+@pytest.mark.full_ui
 def test_extras_gallery_sends_to_img2img_and_extras(page, server, tmp_path):  # noqa: F811
     source = tmp_path / "small.png"
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(source)

@@ -82,6 +82,7 @@ def test_extension_tab_from_on_ui_tabs(page, ext_ui_server):  # noqa: F811
     expect(page.locator("#hook_recorder_notes textarea")).to_have_value("from on_ui_tabs", timeout=10_000)
 
 
+@pytest.mark.full_ui
 def test_img2img_script_dropdown_runs_loopback_and_paste_fills_its_scripts(page, ext_ui_server, tmp_path):  # noqa: F811
     import numpy as np
     from PIL import Image

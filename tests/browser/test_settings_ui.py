@@ -53,6 +53,7 @@ def test_quicksettings_list_puts_settings_at_the_top(page, settings_server):  # 
     assert json.loads((settings_server.root / "config.json").read_text(encoding="utf8"))["sd_vae"] == "None"
 
 
+@pytest.mark.full_ui
 def test_applied_settings_persist_across_a_page_reload(page, settings_server):  # noqa: F811
     open_settings(page, settings_server)
     page.locator("#settings_tab_saving-images").click()

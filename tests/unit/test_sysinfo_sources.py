@@ -81,7 +81,8 @@ def test_extensions_are_listed_from_the_loader_enabled_and_disabled(webui_sessio
     inactive = {item["name"]: item for item in data["Inactive extensions"]}
     assert set(active) == {ext.name for ext in extensions.extensions if ext.enabled}
     assert set(inactive) == {ext.name for ext in extensions.extensions if not ext.enabled}
-    assert "soft-inpainting" in active and active["soft-inpainting"]["builtin"] is True
+    builtin = [ext for ext in extensions.extensions if ext.is_builtin]
+    assert all((active if ext.enabled else inactive)[ext.name]["builtin"] is True for ext in builtin)
     assert active["sd-webui-example"] == {"name": "sd-webui-example", "path": str(repo), "builtin": False,
                                           "commit": commit, "branch": "feature", "remote": None}
     assert inactive["sd-webui-off"]["commit"] is None and inactive["sd-webui-off"]["branch"] is None
