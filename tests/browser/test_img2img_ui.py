@@ -42,6 +42,7 @@ def test_upload_generate_shows_image(page, server, picture):  # noqa: F811
     expect(page.locator("#img2img_mask_blur")).to_be_visible(timeout=10_000)
 
 
+@pytest.mark.full_ui
 def test_draw_mask_in_inpaint_and_generate(page, server, picture):  # noqa: F811
     open_img2img(page, server)
     page.locator("#mode_img2img").get_by_role("tab", name="Inpaint", exact=True).click()

@@ -102,6 +102,7 @@ def test_without_a_model_the_ui_says_where_to_put_one(page, empty_server):
     assert response.status_code == 503 and "models/Stable-diffusion" in response.json()["detail"]
 
 
+@pytest.mark.full_ui
 def test_progress_and_interrupt_button(page, server):
     page.goto(server.url + "/")
     set_job(page, "a slow one", **SLOW_JOB)
