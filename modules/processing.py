@@ -677,11 +677,11 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             samples = torch.stack(kept) if kept else samples[:0]
         for i, image in enumerate(to_pil(samples)):
             p.batch_index = i
-            text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds,
-                                   iteration=n, position_in_batch=i)
+            where = dict(iteration=n, position_in_batch=i)
             if p.face_restorer:  # per image, before saving (extras.md §3.4)
                 if opts.save_images_before_face_restoration and not p.do_not_save_samples:
-                    _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i],
+                    _save_one(p, image, create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, **where),
+                              p.all_seeds[batch][i], p.all_prompts[batch][i],
                               "-before-face-restoration")
                 image = face_restoration.restore_faces(image, p.face_restorer, opts.code_former_weight)
             if p.scripts is not None:  # extension hook: postprocess_image (after face restoration)
@@ -690,6 +690,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
                 image = p.finish_image(image, i)
             if p.scripts is not None:  # extension hook: after the inpainting composite, before saving
                 image = p.scripts.image_after_composite(p, image)
+            # after the hooks: postprocessing steps (postprocessing_enable_in_main_ui) add their keys
+            text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, **where)
             saves = not p.do_not_save_samples and opts.samples_save
             if saves:
                 _save_one(p, image, text, p.all_seeds[batch][i], p.all_prompts[batch][i])

@@ -3,7 +3,8 @@ script file of the program and of the enabled extensions, and the per-tab `Scrip
 builds their UI and calls their hooks inside the job.
 
 Hooks other than `run` are called for always-on scripts only; a hook that raises is reported with
-the script's file and title and the job goes on.
+the script's file and title and the job goes on, except for a `GenerationError` (a script refusing
+the job with a message for the user), which fails the job.
 """
 import importlib.util
 import inspect
@@ -14,6 +15,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from modules import errors, extensions, script_callbacks, shared
+from modules.job_errors import GenerationError
 from modules.dependency_order import order_after
 from modules.paths import script_path
 
@@ -358,6 +360,7 @@ class ScriptRunner:
         self.is_img2img = False
         self.ui_created = False
         self._hook_order: dict[str, list[Script]] = {}
+        self._built_in_sections: list[Script] | None = None  # while a build is under way
         self.on_before_component_elem_id: dict = {}
         self.on_after_component_elem_id: dict = {}
 
@@ -422,19 +425,41 @@ class ScriptRunner:
         if script.paste_field_names:
             self.paste_field_names += script.paste_field_names
 
-    def setup_ui(self) -> None:
-        """Build the controls of every script of this tab (inside the caller's Blocks): always-on
-        sections first, then the Script dropdown and one hidden group per selectable script."""
-        import gradio as gr
+    def _start_ui(self) -> None:
         self.inputs = [None]
         self.infotext_fields, self.paste_field_names = [], []
-        for script in self.alwayson_scripts:
-            if script.create_group:
-                with gr.Group(visible=True) as group:
-                    self._create_script_ui(script)
-                script.group = group
-            else:
+        self._built_in_sections = []
+
+    def _create_alwayson_ui(self, script: Script) -> None:
+        import gradio as gr
+        if script.create_group:
+            with gr.Group(visible=True) as group:
                 self._create_script_ui(script)
+            script.group = group
+        else:
+            self._create_script_ui(script)
+
+    def setup_ui_for_section(self, section: str) -> None:
+        """Build, where the caller stands, the always-on scripts whose `section` is this one (A1111's
+        Script.section: soft inpainting asks for "inpaint"); setup_ui builds the rest later."""
+        if self._built_in_sections is None:
+            self._start_ui()
+        for script in self.alwayson_scripts:
+            if script.section == section and script not in self._built_in_sections:
+                self._create_alwayson_ui(script)
+                self._built_in_sections.append(script)
+
+    def setup_ui(self) -> None:
+        """Build the controls of every script of this tab (inside the caller's Blocks): always-on
+        sections not built by setup_ui_for_section first, then the Script dropdown and one hidden
+        group per selectable script."""
+        import gradio as gr
+        if self._built_in_sections is None:
+            self._start_ui()
+        for script in self.alwayson_scripts:
+            if script not in self._built_in_sections:
+                self._create_alwayson_ui(script)
+        self._built_in_sections = None  # the next build starts afresh
         self.dropdown = gr.Dropdown(label="Script", choices=["None", *self.titles], value="None", type="index",
                                     elem_id="script_list")
         self.inputs[0] = self.dropdown
@@ -507,6 +532,8 @@ class ScriptRunner:
         for script in scripts:
             try:
                 getattr(script, method)(p, *pre, *args[script.args_from:script.args_to], **kwargs)
+            except GenerationError:  # a script refusing the job on purpose, with a message for the user
+                raise
             except Exception:  # noqa: BLE001 - one script's failure must not stop the job
                 errors.report(f"Error running {method}: {script.filename} ({script.name})", exc_info=True)
 

@@ -19,6 +19,8 @@ def load_extensions() -> None:
     extension_compat.install()  # A1111 names extensions read from shared, devices, sd_samplers ...
     script_callbacks.prioritized_names = _prioritized
     scripts.load_scripts()
+    from modules.postprocessing import main_ui
+    scripts.scripts_data.extend(main_ui.script_class_data())  # postprocessing_enable_in_main_ui
     script_callbacks.ui_settings_callback()
     scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
     scripts.scripts_img2img.initialize_scripts(is_img2img=True)

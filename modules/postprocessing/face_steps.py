@@ -35,6 +35,10 @@ class ScriptPostprocessingGfpGan(ScriptPostprocessing):
                                    elem_id="extras_gfpgan_visibility")
         return {"enable": enable, "gfpgan_visibility": visibility}
 
+    def check(self, enable=True, gfpgan_visibility=0.0, **args):
+        if enable and _check_range("GFPGAN visibility", gfpgan_visibility) > 0:
+            face_restoration.check_available("GFPGAN")
+
     def process(self, pp: PostprocessedImage, enable=True, gfpgan_visibility=0.0, **args):
         visibility = _check_range("GFPGAN visibility", gfpgan_visibility)
         if not enable or visibility == 0:
@@ -57,6 +61,11 @@ class ScriptPostprocessingCodeFormer(ScriptPostprocessing):
             weight = gr.Slider(0.0, 1.0, step=0.001, label="Weight (0 = maximum effect, 1 = minimum effect)",
                                value=0, elem_id="extras_codeformer_weight")
         return {"enable": enable, "codeformer_visibility": visibility, "codeformer_weight": weight}
+
+    def check(self, enable=True, codeformer_visibility=0.0, codeformer_weight=0.0, **args):
+        _check_range("CodeFormer weight", codeformer_weight)
+        if enable and _check_range("CodeFormer visibility", codeformer_visibility) > 0:
+            face_restoration.check_available("CodeFormer")
 
     def process(self, pp: PostprocessedImage, enable=True, codeformer_visibility=0.0, codeformer_weight=0.0, **args):
         visibility = _check_range("CodeFormer visibility", codeformer_visibility)

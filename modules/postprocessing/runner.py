@@ -13,19 +13,24 @@ def builtin_step_classes() -> list[type]:
     return [ScriptPostprocessingUpscale, ScriptPostprocessingGfpGan, ScriptPostprocessingCodeFormer, *TRAINING_STEPS]
 
 
-def ordered_steps(classes: list[type] | None = None) -> list[ScriptPostprocessing]:
+def ordered_steps(classes: list[type] | None = None, *, for_extras: bool = True) -> list[ScriptPostprocessing]:
     """Named in postprocessing_operation_order first (in that order), then by rank, then by name;
-    steps in postprocessing_disable_in_extras left out."""
+    for the Extras tab, steps in postprocessing_disable_in_extras left out."""
     if classes is None:  # a class both registered and found in a script file runs once
         classes = list(dict.fromkeys([*builtin_step_classes(), *registered_steps(), *script_file_steps()]))
     steps = [cls() for cls in classes]
     order = list(shared.opts.postprocessing_operation_order or [])
-    disabled = set(shared.opts.postprocessing_disable_in_extras or [])
+    disabled = set(shared.opts.postprocessing_disable_in_extras or []) if for_extras else set()
 
     def key(step):
         position = order.index(step.name) if step.name in order else len(order)
         return position, step.order, step.name or ""
     return sorted((s for s in steps if s.name not in disabled), key=key)
+
+
+def step_names() -> list[str]:
+    """Every step's name in order (the choices of the postprocessing settings)."""
+    return [step.name for step in ordered_steps(for_extras=False)]
 
 
 _ui_defaults: dict[type, dict] = {}

@@ -133,20 +133,36 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
                                               upscale_to_width, upscale_to_height)
         pp.shared.target_width, pp.shared.target_height = width, height
 
-    def process(self, pp: PostprocessedImage, upscale_enabled=True, upscale_mode=0, upscale_by=2.0,
-                max_side_length=0, upscale_to_width=None, upscale_to_height=None, upscale_crop=False,
-                upscaler_1_name=None, upscaler_2_name=None, upscaler_2_visibility=0.0, **args):
+    def check(self, upscale_enabled=True, upscale_mode=0, upscale_by=2.0, upscale_to_width=None,
+              upscale_to_height=None, upscaler_1_name=None, upscaler_2_name=None, upscaler_2_visibility=0.0,
+              **args):
+        """The choices `process` would refuse, checked before there is an image (main UI jobs)."""
         if not upscale_enabled or upscaler_1_name in (None, "", "None"):
             return
         if not 0 <= (upscaler_2_visibility or 0) <= 1:
             raise PostprocessingError(f"Upscaler 2 visibility must be between 0 and 1, got {upscaler_2_visibility}")
+        if upscale_mode == 1:
+            if not upscale_to_width or not upscale_to_height or upscale_to_width < 1 or upscale_to_height < 1:
+                raise PostprocessingError("Scale to needs a width and a height of at least 1")
+        elif not upscale_by or upscale_by <= 0:
+            raise PostprocessingError(f"Upscale by must be above 0, got {upscale_by}")
+        upscaling.require_available(upscaling.find_upscaler(upscaler_1_name))
+        if upscaler_2_name not in (None, "", "None"):  # an unknown name is an error even at visibility 0
+            entry = upscaling.find_upscaler(upscaler_2_name)
+            if (upscaler_2_visibility or 0) > 0:
+                upscaling.require_available(entry)
+
+    def process(self, pp: PostprocessedImage, upscale_enabled=True, upscale_mode=0, upscale_by=2.0,
+                max_side_length=0, upscale_to_width=None, upscale_to_height=None, upscale_crop=False,
+                upscaler_1_name=None, upscaler_2_name=None, upscaler_2_visibility=0.0, **args):
+        self.check(upscale_enabled, upscale_mode, upscale_by, upscale_to_width, upscale_to_height,
+                   upscaler_1_name, upscaler_2_name, upscaler_2_visibility)
+        if not upscale_enabled or upscaler_1_name in (None, "", "None"):
+            return
         mode, scale, width, height, crop, info = self.plan(pp, upscale_mode, upscale_by, max_side_length,
                                                            upscale_to_width, upscale_to_height, upscale_crop)
         source = pp.image
         second = upscaler_2_name not in (None, "", "None") and (upscaler_2_visibility or 0) > 0
-        entries = [upscaling.require_available(upscaling.find_upscaler(upscaler_1_name))]
-        if upscaler_2_name not in (None, "", "None"):  # an unknown name is an error even at visibility 0
-            entries.append(upscaling.find_upscaler(upscaler_2_name))
 
         def one(name):
             result = cached_upscale(source, scale, name)
@@ -155,13 +171,13 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
         image = one(upscaler_1_name)
         if mode == 1 and crop:
             info["Postprocess crop to"] = f"{width}x{height}"
-        info["Postprocess upscaler"] = entries[0].name
+        info["Postprocess upscaler"] = upscaling.find_upscaler(upscaler_1_name).name
         if second:
             other = one(upscaler_2_name)
             if other.mode != image.mode:
                 other = other.convert(image.mode)
             image = Image.blend(image, other, float(upscaler_2_visibility))
-            info["Postprocess upscaler 2"] = entries[1].name
+            info["Postprocess upscaler 2"] = upscaling.find_upscaler(upscaler_2_name).name
         pp.image = image
         pp.info.update(info)
 

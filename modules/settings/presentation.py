@@ -43,6 +43,8 @@ NEEDS_RELOAD_UI = {
     "localization", "quicksettings_list", "ui_tab_order", "hidden_tabs", "ui_reorder_list",
     "gradio_theme", "hide_samplers", "extra_options_txt2img", "extra_options_img2img",
     "extra_options_cols", "extra_options_accordion",
+    # not in A1111's list, but its sections are built when the scripts load, so it acts only then
+    "postprocessing_enable_in_main_ui",
 }
 NEEDS_RESTART: set[str] = set()  # the prioritized_callbacks_* lists, once callbacks exist
 
@@ -59,6 +61,7 @@ def _provided(name: str):
 
 _checkpoints, _vaes, _upscalers, _samplers = (_provided(n) for n in ("checkpoints", "vaes", "upscalers", "samplers"))
 _setting_keys, _infotext_keys = _provided("setting_keys"), _provided("infotext_keys")
+_postprocessing_steps = _provided("postprocessing_steps")
 
 
 def _tab_names():
@@ -95,7 +98,6 @@ REALESRGAN_MODELS = ["R-ESRGAN General 4xV3", "R-ESRGAN General WDN 4xV3", "R-ES
                      "R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B", "R-ESRGAN 2x+"]
 CANVAS_FUNCTIONS = ["Zoom", "Adjust brush size", "Hotkey enlarge brush", "Hotkey shrink brush",
                     "Moving canvas", "Fullscreen", "Reset Zoom", "Overlap"]
-POSTPROCESSING_STEPS = ["Upscale", "Restore faces", "Caption"]
 
 # key -> (A1111's label, component or None for the type's default: checkbox / number / textbox)
 LABELS = {
@@ -414,9 +416,9 @@ LABELS = {
     "beta_dist_alpha": ("Beta scheduler - alpha", slider(0.01, 1, 0.01)),
     "beta_dist_beta": ("Beta scheduler - beta", slider(0.01, 1, 0.01)),
     # postprocessing
-    "postprocessing_enable_in_main_ui": ("Enable postprocessing operations in txt2img and img2img tabs", multiselect(POSTPROCESSING_STEPS)),
-    "postprocessing_disable_in_extras": ("Disable postprocessing operations in extras tab", multiselect(POSTPROCESSING_STEPS)),
-    "postprocessing_operation_order": ("Postprocessing operation order", multiselect(POSTPROCESSING_STEPS)),
+    "postprocessing_enable_in_main_ui": ("Enable postprocessing operations in txt2img and img2img tabs", multiselect(_postprocessing_steps)),
+    "postprocessing_disable_in_extras": ("Disable postprocessing operations in extras tab", multiselect(_postprocessing_steps)),
+    "postprocessing_operation_order": ("Postprocessing operation order", multiselect(_postprocessing_steps)),
     "upscaling_max_images_in_cache": ("Maximum number of images in upscaling cache", slider(0, 10, 1)),
     "postprocessing_existing_caption_action": ("Action for existing captions", radio("Ignore", "Keep", "Prepend", "Append")),
     # hypertile (built-in extension, Uncategorized)

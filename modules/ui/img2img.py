@@ -242,6 +242,7 @@ def create() -> dict:
                 c["resize_mode"] = gr.Radio(list(RESIZE_MODE_NAMES), value="Just resize", type="index",
                                             label="Resize mode", elem_id="resize_mode")
                 inpaint_group = _inpaint_controls(c, extras)
+                scripts_ui.create_section("img2img", "inpaint")  # soft inpainting, right after (ui.md §3.6)
                 with gr.Row():
                     c["sampler_name"] = gr.Dropdown(label="Sampling method", value="DPM++ 2M",
                                                     choices=sd_samplers.visible_sampler_names(),

@@ -13,6 +13,12 @@ def create(tabname: str) -> list:
     return runner.inputs
 
 
+def create_section(tabname: str, section: str) -> None:
+    """The always-on scripts that belong to a section of the tab (e.g. "inpaint"), built here; their
+    inputs join the list `create` returns."""
+    scripts.runner_for(tabname == "img2img").setup_ui_for_section(section)
+
+
 def components_seen_by(tabname: str) -> None:
     """From now on, components created call the on_before/after_component hooks of this tab's
     scripts (A1111's scripts_current while a tab is built)."""

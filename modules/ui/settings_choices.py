@@ -1,6 +1,7 @@
 """What the Settings tab's dynamic dropdowns offer and their refresh buttons do, read when the tab is
 built so they show what is installed now."""
 from modules import sd_models, sd_samplers, sd_vae, shared
+from modules.postprocessing import runner as postprocessing_runner
 from modules.settings import presentation
 from modules.upscaling import core as upscaling_core
 
@@ -16,6 +17,7 @@ presentation.CHOICE_PROVIDERS.update({
     "upscalers": _upscalers,
     "samplers": lambda: [s.name for s in sd_samplers.all_samplers],
     "setting_keys": lambda: list(shared.opts.data_labels),
+    "postprocessing_steps": postprocessing_runner.step_names,
     "infotext_keys": lambda: sorted({info.infotext for info in shared.opts.data_labels.values() if info.infotext}),
 })
 presentation.REFRESH_PROVIDERS.update({

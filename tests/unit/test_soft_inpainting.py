@@ -175,3 +175,29 @@ def test_generic_mask_hooks_run_in_order(shared):
     out, src = np.asarray(processed.images[1]), np.asarray(init_image())[:, ::-1]
     outside = np.asarray(box_mask())[:, ::-1] == 0
     assert np.array_equal(out[outside], src[outside])
+
+
+def test_built_in_the_inpaint_section_before_the_other_scripts(shared):
+    """ui.md §3.6: the accordion sits right after the inpaint controls, not with the other scripts."""
+    import gradio as gr
+    runner = scripts.ScriptRunner()
+    runner.initialize_scripts(is_img2img=True)
+
+    def descendants(block):
+        for child in getattr(block, "children", []):
+            yield child
+            yield from descendants(child)
+    with gr.Blocks():
+        with gr.Column() as inpaint_area:
+            runner.setup_ui_for_section("inpaint")
+        with gr.Column() as scripts_area:
+            runner.setup_ui()
+    soft_script = runner.script("soft inpainting")
+    in_inpaint = {id(b) for b in descendants(inpaint_area)}
+    in_scripts = {id(b) for b in descendants(scripts_area)}
+    assert all(id(c) in in_inpaint for c in soft_script.controls)
+    others = [s for s in runner.alwayson_scripts if s is not soft_script and s.controls]
+    assert others and all(id(c) in in_scripts for s in others for c in s.controls)
+    # every control is still one input of the job, at the script's own argument positions
+    assert runner.inputs[soft_script.args_from:soft_script.args_to] == soft_script.controls
+    assert runner.inputs[0] is runner.dropdown
