@@ -67,15 +67,24 @@ class JobQueue:
         while True:
             job = self._queue.get()
             self.state.begin(job.name, job.task_id)
+            outcome, failure, ran = None, None, False
             try:
                 if job.future.set_running_or_notify_cancel():
+                    ran = True
                     try:
-                        job.future.set_result(job.fn())
+                        outcome = job.fn()
                     except BaseException as e:  # handed to the waiting caller, worker lives on
-                        job.future.set_exception(e)
+                        failure = e
             finally:
                 self.state.end()
                 with self._lock:
                     self._pending.remove(job.task_id)
                     self._finished.append(job.task_id)
                     del self._finished[:-100]
+            # The caller wakes only after the task counts as completed, so a progress poll
+            # made right after the response never sees it still active.
+            if ran:
+                if failure is not None:
+                    job.future.set_exception(failure)
+                else:
+                    job.future.set_result(outcome)

@@ -35,6 +35,10 @@ def test_extras_single_image_upscale(page, server, data_dir, tmp_path):  # noqa:
     with Image.open(data_dir / "outputs" / "extras-images" / saved[-1]) as written:
         assert written.info["extras"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
         assert written.size == (80, 56)
+    # Send to inpaint: the img2img tab opens on the Inpaint mode with the result in its editor
+    page.locator("#extras_send_to_inpaint").click()
+    expect(page.locator("#img2maskimg canvas").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#img2img_mask_blur")).to_be_visible(timeout=10_000)
 
 
 def test_png_info_sends_an_image_to_extras(page, server, data_dir, tmp_path):  # noqa: F811
