@@ -141,10 +141,16 @@ class Options:
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "frozen_keys", set())
         object.__setattr__(self, "frozen_by", {})  # key -> the flag that froze it, for messages
+        # keys read from config.json before anything registered them (extensions' settings, the
+        # callback priority lists): checked when they are registered
+        object.__setattr__(self, "_unchecked", {})  # key -> the file it came from
 
     # -- registry --------------------------------------------------------------------------
     def add_option(self, key: str, info: OptionInfo):
         self.data_labels[key] = info
+        source = self._unchecked.pop(key, None)
+        if source is not None and key in self.data:
+            self.data[key] = self._saved_value(key, info, self.data[key], source)
         self.data.setdefault(key, info.default)
 
     def register(self, options: dict):
@@ -246,14 +252,23 @@ class Options:
             info = self.data_labels.get(key)
             if info is None:
                 self.data[key] = value  # kept for extensions that register later
+                self._unchecked[key] = filename
                 continue
-            try:
-                converted = convert_value(key, info, value)
-                if info.validate is not None:  # a stored choice that no longer exists, for one
-                    info.validate(converted)
-                self.data[key] = converted
-            except OptionError as e:
-                print(f"Settings file {filename}: {e}; using the default")
+            self.data[key] = self._saved_value(key, info, value, filename)
+
+    @staticmethod
+    def _saved_value(key: str, info: OptionInfo, value: Any, filename: str) -> Any:
+        """A value read from the settings file, converted; one that POST /options would refuse (a
+        wrong type, a slider value outside its range, a stored choice that no longer exists) is
+        replaced by the default with a message. The file keeps it until the settings are saved."""
+        try:
+            converted = _convert_slider_value(key, info, value)
+            if info.validate is not None:
+                info.validate(converted)
+            return converted
+        except OptionError as e:
+            print(f"Settings file {filename}: {e}; using the default {info.default!r} instead")
+            return info.default
 
     def save(self, filename: str):
         """Write atomically: a temporary file in the same folder, flushed, then renamed over the

@@ -154,11 +154,13 @@ def sort_callbacks(category: str, unordered: list, *, enable_user_sort: bool = T
 def ordered_callbacks(category: str, unordered=None, *, enable_user_sort: bool = True) -> list:
     if unordered is None:
         unordered = callback_map[f"callbacks_{category}"]
-    if unordered is callback_map.get(f"callbacks_{category}") and category in _ordered_cache \
-            and len(_ordered_cache[category]) == len(unordered):
+    # only the order the callbacks run in is cached: the Settings page asks for the order without
+    # the user's priority list, which must not become the running order
+    cacheable = enable_user_sort and unordered is callback_map.get(f"callbacks_{category}")
+    if cacheable and category in _ordered_cache and len(_ordered_cache[category]) == len(unordered):
         return _ordered_cache[category]
     result = sort_callbacks(category, unordered, enable_user_sort=enable_user_sort)
-    if unordered is callback_map.get(f"callbacks_{category}"):
+    if cacheable:
         _ordered_cache[category] = result
     return result
 

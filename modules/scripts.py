@@ -507,11 +507,9 @@ class ScriptRunner:
         script_args = args[script.args_from:script.args_to]
         return script.run(p, *script_args)
 
-    def ordered_hook(self, method: str) -> list[Script]:
-        """Always-on scripts that override `method`, in the order of §6.3 (category script_<method>)."""
-        cached = self._hook_order.get(method)
-        if cached is not None:
-            return cached
+    def hook_callbacks(self, method: str, *, enable_user_sort: bool = True) -> list:
+        """ScriptCallbacks (callback = the script) of the always-on scripts that override `method`,
+        named <ext>/<file>/script_<method>/<ClassName> and ordered as in §6.3."""
         items = []
         for script in self.alwayson_scripts:
             if getattr(type(script), method, None) is getattr(Script, method):
@@ -520,7 +518,14 @@ class ScriptRunner:
             name = f"{ext.canonical_name if ext else 'base'}/{os.path.basename(script.filename or '')}/" \
                    f"script_{method}/{type(script).__name__}"
             items.append(script_callbacks.ScriptCallback(script.filename, script, name))
-        ordered = [c.callback for c in script_callbacks.sort_callbacks(f"script_{method}", items)]
+        return script_callbacks.sort_callbacks(f"script_{method}", items, enable_user_sort=enable_user_sort)
+
+    def ordered_hook(self, method: str) -> list[Script]:
+        """Always-on scripts that override `method`, in the order of §6.3 (category script_<method>)."""
+        cached = self._hook_order.get(method)
+        if cached is not None:
+            return cached
+        ordered = [c.callback for c in self.hook_callbacks(method)]
         self._hook_order[method] = ordered
         return ordered
 

@@ -3,13 +3,22 @@ settings, build script controls for API-only servers, app_started."""
 import gradio as gr
 
 from modules import errors, script_callbacks, scripts, shared
+from modules.extension_loading import callback_settings
 
 
 def _prioritized(category: str) -> list:
+    """The user's priority list of a category (Settings > Callbacks); none when the setting does not
+    exist (yet: on_ui_settings callbacks are ordered before the lists are registered)."""
+    key = f"prioritized_callbacks_{category}"
     try:
-        return list(getattr(shared.opts, f"prioritized_callbacks_{category}"))
+        names = getattr(shared.opts, key)
     except AttributeError:
         return []
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        errors.report(f"Setting {key} is not a list of callback names ({names!r}); "
+                      f"the {category} callbacks run in their default order")
+        return []
+    return list(names)
 
 
 def load_extensions() -> None:
@@ -24,6 +33,7 @@ def load_extensions() -> None:
     script_callbacks.ui_settings_callback()
     scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
     scripts.scripts_img2img.initialize_scripts(is_img2img=True)
+    callback_settings.register(shared.opts)  # the Callbacks page, for what is registered now
     from modules import sd_hijack, sd_unet
     sd_hijack.list_optimizers()  # on_list_optimizers / on_list_unets: what extensions offer
     sd_unet.list_unets()

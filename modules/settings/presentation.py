@@ -4,7 +4,9 @@ that group the Settings tab's pages (ui.md §9.1).
 A component is named by a plain string ("slider", "radio", ...) so that this module, which the
 settings registry imports, does not pull in Gradio; the Settings tab turns names into components
 and also accepts the Gradio classes that extensions pass (A1111's OptionInfo.component)."""
-from modules.options import Options
+import html
+
+from modules.options import OptionError, OptionInfo, Options
 
 # Category id -> heading, in A1111's order; pages of a section without a category go under
 # "Uncategorized" (ui.md §9.1).
@@ -46,7 +48,10 @@ NEEDS_RELOAD_UI = {
     # not in A1111's list, but its sections are built when the scripts load, so it acts only then
     "postprocessing_enable_in_main_ui",
 }
-NEEDS_RESTART: set[str] = set()  # the prioritized_callbacks_* lists, once callbacks exist
+# "(requires restart)": the prioritized_callbacks_* lists, made per callback category at start
+# (callback_priority_option), since callbacks are put in order once, when they first run.
+CALLBACKS_SECTION = ("callbacks", "Callbacks")
+CALLBACK_PRIORITY_PREFIX = "prioritized_callbacks_"
 
 
 # -- dynamic choices: named here, provided by the UI floor (modules/ui/settings_choices.py), which
@@ -499,11 +504,29 @@ def describe_builtin_options(opts: Options) -> None:
             info.refresh = REFRESH[key]
         if key in NEEDS_RELOAD_UI:
             info.needs_reload_ui()
-        if key in NEEDS_RESTART:
-            info.needs_restart()
     for info in opts.data_labels.values():
         if info.section and info.category_id is None:
             info.category_id = SECTION_CATEGORY.get(info.section[0])
+
+
+def _names_are_text(key: str):
+    def check(value):
+        wrong = [name for name in value if not isinstance(name, str)]
+        if wrong:
+            raise OptionError(f"Setting '{key}' cannot take the value {value!r}: expected a list of callback names")
+    return check
+
+
+def callback_priority_option(category: str, default_order: list[str]) -> tuple[str, OptionInfo]:
+    """The Callbacks page's setting for one category (extensions.md §6.3): the callbacks it lists
+    run first, in its order; the others follow in `default_order`."""
+    key = CALLBACK_PRIORITY_PREFIX + category
+    info = OptionInfo(default=[], label=f"{category} callback priority", component="multiselect",
+                      component_args={"choices": list(default_order)}, section=CALLBACKS_SECTION,
+                      category_id="system", validate=_names_are_text(key))
+    info.html(f"<span class='info'>(default order: {html.escape(', '.join(default_order))})</span>")
+    info.needs_restart()
+    return key, info
 
 
 def category_of(info) -> str | None:

@@ -30,11 +30,21 @@ def message(key: str, value, limits: tuple[float, float]) -> str:
             f"expected a number from {_number_text(low)} to {_number_text(high)}")
 
 
+def _fraction_for_integer(info, raw) -> bool:
+    """A finite non-whole float given to a setting whose default is an integer."""
+    integer_setting = isinstance(info.default, int) and not isinstance(info.default, bool)
+    return integer_setting and isinstance(raw, float) and math.isfinite(raw) and not raw.is_integer()
+
+
 def problem(key: str, info, raw, converted) -> str | None:
     """The message for a slider value that is no number or outside the range, else None."""
     limits = bounds(info)
     if limits is None:
         return None
+    if _fraction_for_integer(info, raw) and limits[0] <= raw <= limits[1]:
+        # the slider rounds to its step in the browser; over the API a fraction is refused rather than
+        # rounded, and the message says why a value inside the range was not taken
+        return message(key, raw, limits).replace("expected a number", "expected a whole number")
     if isinstance(raw, bool) or isinstance(converted, bool) or not isinstance(converted, (int, float)):
         return message(key, raw, limits)
     if not math.isfinite(converted) or not limits[0] <= converted <= limits[1]:

@@ -100,3 +100,62 @@ def test_every_registered_slider_default_is_inside_its_range(webui_session):
         limits = slider_ranges.bounds(info)
         if limits is not None and info.default is not None:
             assert limits[0] <= info.default <= limits[1] and math.isfinite(info.default), key
+
+
+def test_a_saved_value_outside_its_slider_range_is_replaced_by_the_default_at_load(opts, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    content = json.dumps({"img2img_editor_height": 99999, "jpeg_quality": -5, "CLIP_stop_at_last_layers": 3,
+                          "code_former_weight": 0.25})
+    config.write_text(content)
+    opts.load(str(config))
+    assert (opts.img2img_editor_height, opts.jpeg_quality) == (720, 80)
+    assert (opts.CLIP_stop_at_last_layers, opts.code_former_weight) == (3, 0.25)  # inside: kept
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"Settings file {config}: Setting 'img2img_editor_height' cannot take the value 99999: "
+        "expected a number from 80 to 1600; using the default 720 instead",
+        f"Settings file {config}: Setting 'jpeg_quality' cannot take the value -5: "
+        "expected a number from 1 to 100; using the default 80 instead"]
+    assert config.read_text() == content  # the file is not rewritten by loading
+    opts.save(str(config))  # the next save writes what is in use
+    saved = json.loads(config.read_text())
+    assert (saved["img2img_editor_height"], saved["jpeg_quality"], saved["CLIP_stop_at_last_layers"]) == (720, 80, 3)
+
+
+def test_a_saved_value_of_a_setting_registered_after_load_is_checked_when_it_registers(opts, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"ext_strength": 7.5, "ext_steps": "12"}))
+    opts.load(str(config))
+    assert opts.data["ext_strength"] == 7.5 and capsys.readouterr().out == ""  # unknown yet: kept as it is
+    opts.add_option("ext_strength", OptionInfo(0.5, "Strength", "slider", {"minimum": 0.0, "maximum": 1.0}))
+    opts.add_option("ext_steps", OptionInfo(20, "Steps", "slider", {"minimum": 1, "maximum": 150}))
+    assert (opts.ext_strength, opts.ext_steps) == (0.5, 12)
+    assert capsys.readouterr().out == (f"Settings file {config}: Setting 'ext_strength' cannot take the value "
+                                       "7.5: expected a number from 0 to 1; using the default 0.5 instead\n")
+    opts.set("ext_strength", 0.75)
+    opts.add_option("ext_strength", OptionInfo(0.5, "Strength", "slider", {"minimum": 0.0, "maximum": 1.0}))
+    assert opts.ext_strength == 0.75  # registering again keeps the value set since
+
+
+@pytest.mark.parametrize("key, value", [("CLIP_stop_at_last_layers", 2.5), ("jpeg_quality", 90.5)])
+def test_a_fraction_for_an_integer_slider_is_refused_naming_the_key(opts, key, value):
+    low, high = (opts.data_labels[key].component_args[k] for k in ("minimum", "maximum"))
+    expected = f"Setting '{key}' cannot take the value {value}: expected a whole number from {low} to {high}"
+    with pytest.raises(OptionError) as raised:
+        opts.validate({key: value})
+    assert str(raised.value) == expected
+    assert opts.validate({key: float(low + 1)}) == {key: low + 1}  # a whole float is taken as the integer
+    assert opts.validate({"code_former_weight": 0.1234}) == {"code_former_weight": 0.1234}  # off-step float: kept
+
+
+def test_a_fraction_in_override_settings_is_a_422_naming_the_key(webui_session):
+    from fastapi import HTTPException
+
+    from modules.api.api import validate_overrides
+    with pytest.raises(HTTPException) as raised:
+        validate_overrides({"CLIP_stop_at_last_layers": 2.5})
+    assert raised.value.status_code == 422
+    assert raised.value.detail == ("Setting 'CLIP_stop_at_last_layers' cannot take the value 2.5: "
+                                   "expected a whole number from 1 to 12")
+    with pytest.raises(HTTPException, match="eta_noise_seed_delta"):
+        validate_overrides({"eta_noise_seed_delta": 2.5})  # an integer setting without a slider
