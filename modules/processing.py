@@ -672,6 +672,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
         samples = decode_latents(model, latents, p)
+        if p.controlnet_hook is not None:  # inpaint_only units paste their hint back (controlnet.md §3.8)
+            samples = p.controlnet_hook.after_decode(samples)
         if p.scripts is not None:  # extension hooks: postprocess_batch, postprocess_batch_list
             kept = p.scripts.images_after_batch(p, samples, n)
             samples = torch.stack(kept) if kept else samples[:0]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules import shared
 from modules.controlnet import hint as hints
-from modules.controlnet import model_files, model_loading, preprocessors
+from modules.controlnet import inpaint_only, model_files, model_loading, preprocessors
 from modules.controlnet.residuals import ControlHook, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, UnitError, units_from_args
 
@@ -169,10 +169,14 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
         except preprocessors.PreprocessorError as e:
             raise ControlNetError(f"ControlNet unit {number}: {e}") from None
         param = next(net.parameters())  # hints are made once on the net's device, not at every step
-        fitted = {name: hints.to_tensor(hints.fit(detected, w, h, unit.resize_mode)).to(param.device, param.dtype)
-                  for name, (w, h) in targets.items()}
+        maps_at = {name: hints.fit(detected, w, h, unit.resize_mode) for name, (w, h) in targets.items()}
+        fitted = {name: hints.to_tensor(m).to(param.device, param.dtype) for name, m in maps_at.items()}
+        keep = {}
+        if pre.name == "inpaint_only":  # §3.8: the hint is kept outside the mask, per step and after decoding
+            sigma = int(shared.opts.control_net_inpaint_blur_sigma)
+            keep = {name: inpaint_only.prepare_target(p.sd_model, m, sigma) for name, m in maps_at.items()}
         prepared.append(PreparedUnit(number, net, unit.weight, unit.guidance_start, unit.guidance_end,
-                                     unit.control_mode, unit.hr_option, fitted))
+                                     unit.control_mode, unit.hr_option, fitted, keep))
         p.extra_generation_params[f"ControlNet {number}"] = unit.infotext(entry.title)
         if unit.save_detected_map and pre.name != "none":
             maps.append((pre.name, Image.fromarray(detected[:, :, :3])))
