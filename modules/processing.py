@@ -151,6 +151,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     # filled while the job runs
     image_mask: Any = None
+    input_mask: Any = None  # the mask as given (init replaces image_mask and mask); ControlNet reads it
     init_latent: Any = None
     nmask: Any = None
     image_conditioning: Any = None

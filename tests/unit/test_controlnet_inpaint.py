@@ -124,3 +124,70 @@ def test_txt2img_inpaint_only_keeps_the_hint_outside_the_grown_mask(webui_sessio
     assert inside.sum() == 16 * 24
     assert not np.array_equal(out[inside], plain[inside])
     assert not np.array_equal(plain[kept], colour[kept])
+
+
+# -- "Only masked" img2img: the control image follows A1111's crop --------------------------------
+
+def palette_image(h, w, seed=0) -> np.ndarray:
+    """Five colours: resized with nearest neighbour (§3.4), so x2 and x4 are plain pixel repeats."""
+    colours = np.array([[10, 20, 30], [200, 40, 90], [60, 220, 120], [250, 250, 5], [90, 90, 240]], dtype=np.uint8)
+    return colours[np.random.default_rng(seed).integers(0, 5, (h, w))]
+
+
+def repeat(x: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(np.repeat(x, k, axis=0), k, axis=1)
+
+
+def test_only_masked_crop_sizes_and_placement():
+    from modules.controlnet import hint as hints
+    source = palette_image(32, 48)
+    # to the mask's 96x64 (x2), cut x 24..72, y 16..48, then to 96x64 again (x2)
+    got = hints.only_masked_crop(source, (96, 64), (24, 16, 72, 48), 96, 64, "Just Resize")
+    assert np.array_equal(got, repeat(repeat(source, 2)[16:48, 24:72], 2))
+    # a region of another aspect (clamped at the picture's edge) is letterboxed: Resize and Fill
+    got = hints.only_masked_crop(source, (96, 64), (0, 0, 32, 16), 64, 64, "Just Resize")
+    region = repeat(source, 2)[0:16, 0:32]
+    assert np.array_equal(got[16:48], repeat(region, 2))  # pasted at floor((64 - 32) / 2)
+    border = np.concatenate([region[0], region[-1], region[:, 0], region[:, -1]])
+    assert (got[:16] == np.median(border, axis=0).astype(np.uint8)).all()
+    with pytest.raises(hints.HintError, match="outside the mask"):
+        hints.only_masked_crop(source, (96, 64), (80, 0, 100, 10), 64, 64, "Just Resize")
+
+
+def test_img2img_only_masked_crops_the_control_image(webui_session, data_dir):
+    from modules.controlnet import hint as hints
+    shared = webui_session
+    write_tiny_controlnets(data_dir / "models" / "ControlNet")
+    info = sd_models.find_checkpoint("tiny-sd1")
+    shared.job_queue.run(lambda: shared.model_holder.switch_to(info))
+    init = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    mask = np.zeros((64, 96), dtype=np.uint8)
+    mask[24:40, 40:56] = 255
+    control = palette_image(32, 48, seed=2)
+
+    def run(unit, padding=0):
+        p = processing.StableDiffusionProcessingImg2Img(
+            prompt="a cat", steps=2, width=64, height=64, seed=5, sampler_name="Euler", init_images=[init],
+            mask=Image.fromarray(mask), mask_blur=0, inpaint_full_res=True, inpaint_full_res_padding=padding,
+            denoising_strength=0.5, do_not_save_samples=True, do_not_save_grid=True, controlnet_units=[unit])
+        shared.job_queue.run(lambda: processing.process_images(p))
+        return p
+
+    unit = units.ControlNetUnit(enabled=True, module="none", model="tiny_sd15_canny", resize_mode="Just Resize",
+                                image=Image.fromarray(control))
+    p = run(unit)
+    assert p.paste_to == (40, 24, 16, 16)  # A1111's region: the mask's box, already square
+    hint = p.controlnet_hook.units[0].hints["first"]
+    expected = repeat(repeat(control, 2)[24:40, 40:56], 4)  # x2 to the mask, cut, x4 to 64x64
+    assert torch.equal(hint, hints.to_tensor(expected))
+    uncropped = run(units.ControlNetUnit(**{**unit.__dict__, "inpaint_crop_input_image": False}))
+    assert torch.equal(uncropped.controlnet_hook.units[0].hints["first"],
+                       hints.to_tensor(hints.fit(control, 64, 64, "Just Resize")))
+    # an inpaint unit without an image takes the init image and A1111's mask, cropped alike: with
+    # padding 8 the region is x 32..64, y 16..48 (x2 to 64x64), the mask's box in it 8..24 -> 16..48
+    p = run(units.ControlNetUnit(enabled=True, module="inpaint", model="tiny_sd15_canny"), padding=8)
+    assert p.paste_to == (32, 16, 32, 32)
+    inpaint_hint = p.controlnet_hook.units[0].hints["first"][0]
+    masked = torch.zeros(64, 64, dtype=torch.bool)
+    masked[16:48, 16:48] = True
+    assert (inpaint_hint[:, masked] == -1).all() and (inpaint_hint[:, ~masked] >= 0).all()

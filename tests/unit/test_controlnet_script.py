@@ -75,7 +75,7 @@ def test_img2img_unit_without_image_takes_the_init_image_and_a1111_mask():
     init = Image.fromarray(np.full((32, 48, 3), 90, dtype=np.uint8))
     mask = np.zeros((32, 48), dtype=np.uint8)
     mask[8:24, 10:30] = 255
-    p = SimpleNamespace(init_images=[init], mask=Image.fromarray(mask), inpainting_mask_invert=1,
+    p = SimpleNamespace(init_images=[init], input_mask=Image.fromarray(mask), inpainting_mask_invert=1,
                         mask_blur_x=2, mask_blur_y=3)
     source = job._input_array(units.ControlNetUnit(enabled=True, module="inpaint"), 0, p)
     # per axis, kernel 2*int(2.5*sigma+0.5)+1: 11 for x (sigma 2), 17 for y (sigma 3)
