@@ -1,6 +1,6 @@
 """Scripts in the API (api.md §8.5): `script_name` + `script_args` and `alwayson_scripts` filled into
-the flat script-argument list as A1111 does, checked against each script's controls (a wrong count
-or type is a 422 naming the script; extra values are dropped with a warning); GET /scripts,
+the flat script-argument list as A1111 does, checked against each script's controls (a wrong type
+is a 422 naming the script; values beyond its controls are dropped with a warning); GET /scripts,
 /script-info, /extensions."""
 import logging
 
