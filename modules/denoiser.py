@@ -27,7 +27,8 @@ class Guidance:
     batch_cond_uncond: bool = True             # off: separate UNet calls, less memory
     # instruct-pix2pix: image guidance i (prompt-syntax.md §13); None or 1 = ordinary CFG
     image_cfg_scale: float | None = None
-    # extra UNet inputs per call (ControlNet residuals): control(x_in, t, context, added, n_cond) -> kwargs
+    # ControlNet (modules.controlnet.residuals.ControlHook): control(x_in, t, context, added, n_cond) ->
+    # extra UNet kwargs (the residuals) per call, and control.restore_denoised(D) -> D (inpaint_only)
     control: object = None
 
 
@@ -115,8 +116,12 @@ class CFGDenoiser:
         out = self._unet(x * c_in[:, None, None, None], t, context, vector, time_ids, image_cond, n_cond)
         s = sigma[:, None, None, None]
         if self.parameterization == "v":
-            return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
-        return x - out * s
+            denoised = x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
+        else:
+            denoised = x - out * s
+        if self.guidance.control is not None:
+            denoised = self.guidance.control.restore_denoised(denoised)
+        return denoised
 
     def _conds_at(self, step: int) -> _ActiveConds:
         bucket = bisect.bisect_left(self._boundaries, step)

@@ -151,6 +151,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     # filled while the job runs
     image_mask: Any = None
+    input_mask: Any = None  # the mask as given (init replaces image_mask and mask); ControlNet reads it
     init_latent: Any = None
     nmask: Any = None
     image_conditioning: Any = None
@@ -672,6 +673,8 @@ def _generate(p: StableDiffusionProcessing) -> Processed:
             raise GenerationError("The model produced NaN values. Try --no-half or --precision full, "
                                   "or another checkpoint.")
         samples = decode_latents(model, latents, p)
+        if p.controlnet_hook is not None:  # inpaint_only units paste their hint back (controlnet.md §3.8)
+            samples = p.controlnet_hook.after_decode(samples)
         if p.scripts is not None:  # extension hooks: postprocess_batch, postprocess_batch_list
             kept = p.scripts.images_after_batch(p, samples, n)
             samples = torch.stack(kept) if kept else samples[:0]

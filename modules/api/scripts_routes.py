@@ -1,6 +1,9 @@
 """Scripts in the API (api.md §8.5): `script_name` + `script_args` and `alwayson_scripts` filled into
-the flat script-argument list as A1111 does, checked against each script's controls (a wrong count
-or type is a 422 naming the script); GET /scripts, /script-info, /extensions."""
+the flat script-argument list as A1111 does, checked against each script's controls (a wrong type
+is a 422 naming the script; values beyond its controls are dropped with a warning); GET /scripts,
+/script-info, /extensions."""
+import logging
+
 import gradio as gr
 from fastapi import APIRouter, HTTPException
 
@@ -9,6 +12,8 @@ from modules import extensions, scripts
 # Built-in always-on UI parts of A1111 whose values come from the request fields here: an entry
 # naming them is accepted and changes nothing (api.md §8.5).
 BUILTIN_ALWAYSON_SCRIPTS = ("sampler", "seed", "refiner", "comments")
+
+log = logging.getLogger(__name__)
 
 
 def _type_problem(control, value) -> str | None:
@@ -37,7 +42,11 @@ def _fill(script, values, target: list, label: str) -> None:
         raise HTTPException(422, f"{label} for script '{script.name}' must be a list")
     count = script.args_to - script.args_from
     if len(values) > count:
-        raise HTTPException(422, f"Script '{script.name}' takes at most {count} arguments, got {len(values)}")
+        # api.md §8.5 (A1111's rule; controlnet.md §2.3: more units than slots): the extra values are
+        # dropped, said once in the log so that a client sending too many can find out why
+        log.warning("%s: script '%s' takes %d arguments, got %d; the last %d dropped",
+                    label, script.name, count, len(values), len(values) - count)
+        values = values[:count]
     for i, value in enumerate(values):
         control = script.controls[i]
         problem = _type_problem(control, value)

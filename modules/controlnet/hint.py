@@ -119,6 +119,18 @@ def fit(x: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     raise HintError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
 
 
+def only_masked_crop(x: np.ndarray, mask_size: tuple[int, int], box: tuple[int, int, int, int], width: int,
+                     height: int, mode: str) -> np.ndarray:
+    """img2img "Only masked" (§3.8): the control image resized to the mask's size (w, h) with the
+    unit's mode, cut to A1111's crop region box = (x1, y1, x2, y2), then fitted to width x height
+    with Resize and Fill, so that it lines up with the crop the sampler sees."""
+    x1, y1, x2, y2 = box
+    if not (0 <= x1 < x2 <= mask_size[0] and 0 <= y1 < y2 <= mask_size[1]):
+        raise HintError(f"crop region {box} lies outside the mask's {mask_size[0]}x{mask_size[1]}")
+    whole = fit(x, mask_size[0], mask_size[1], mode)
+    return fit(whole[y1:y2, x1:x2], width, height, "Resize and Fill")
+
+
 def to_tensor(x: np.ndarray) -> torch.Tensor:
     """float32 [1, C, h, w] in 0..1; a 4-channel inpaint hint has masked pixels at -1 (§3.8)."""
     t = torch.from_numpy(x.astype(np.float32) / 255.0).permute(2, 0, 1)[None]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules import shared
 from modules.controlnet import hint as hints
-from modules.controlnet import model_files, model_loading, preprocessors
+from modules.controlnet import inpaint_only, model_files, model_loading, preprocessors
 from modules.controlnet.residuals import ControlHook, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, UnitError, units_from_args
 
@@ -77,7 +77,7 @@ def check_units(units: list[ControlNetUnit], init_image_available: bool = False)
 def a1111_mask(p, size: tuple[int, int]):
     """The img2img job's mask as an inpaint unit sees it (§3.1): grayscale, inverted with
     inpainting_mask_invert, Gaussian-blurred per axis with mask_blur_x/_y; None without a mask."""
-    mask = getattr(p, "mask", None)
+    mask = getattr(p, "input_mask", None)  # as given: p.mask and p.image_mask are replaced by init
     if mask is None:
         return None
     gray = np.asarray(mask.convert("L").resize(size), dtype=np.uint8)
@@ -125,6 +125,20 @@ def _targets(p) -> dict:
     return targets
 
 
+def _only_masked_box(p, unit: ControlNetUnit, pre):
+    """((x1, y1, x2, y2), mask size) of A1111's "Only masked" crop when this unit's control image
+    follows it (§3.8: inpaint_crop_input_image, not reference*), else None. The region is the one
+    img2img sampled (p.paste_to, set by its init)."""
+    paste_to = getattr(p, "paste_to", None)
+    mask = getattr(p, "input_mask", None)
+    if paste_to is None or mask is None or not getattr(p, "inpaint_full_res", False):
+        return None
+    if not unit.inpaint_crop_input_image or pre.name.startswith("reference"):
+        return None
+    x, y, w, h = paste_to
+    return (x, y, x + w, y + h), mask.size
+
+
 def unit_count() -> int:
     """How many unit slots a job has (control_net_unit_count, 1 to 10 as the extension allows)."""
     return max(1, min(10, int(shared.opts.control_net_unit_count)))
@@ -149,7 +163,7 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
             # the img2img image stands in: A1111's resize mode replaces the unit's (§3.1; 3 -> 0)
             mode = int(getattr(p, "resize_mode", 0) or 0)
             unit = dataclasses.replace(unit, resize_mode=hints.RESIZE_MODES[mode if mode in (0, 1, 2) else 0])
-        if unit.module.strip().lower() == "inpaint_only" and getattr(p, "mask", None) is not None:
+        if unit.module.strip().lower() == "inpaint_only" and getattr(p, "input_mask", None) is not None:
             unit = dataclasses.replace(unit, module="inpaint")  # §3.8: global harmonious while A1111 inpaints
         try:
             entry = model_files.find_model(unit.model, models)
@@ -159,6 +173,13 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
                 model_loading.ControlNetLoadError) as e:
             raise ControlNetError(f"ControlNet unit {number}: {e}") from None
         source = _input_array(unit, number, p)
+        crop = _only_masked_box(p, unit, pre)
+        if crop is not None:
+            box, mask_size = crop
+            try:
+                source = hints.only_masked_crop(source, mask_size, box, p.width, p.height, unit.resize_mode)
+            except hints.HintError as e:
+                raise ControlNetError(f"ControlNet unit {number}: {e}") from None
         res = unit.processor_res
         if unit.pixel_perfect:
             w, h = targets["first"]
@@ -169,10 +190,14 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
         except preprocessors.PreprocessorError as e:
             raise ControlNetError(f"ControlNet unit {number}: {e}") from None
         param = next(net.parameters())  # hints are made once on the net's device, not at every step
-        fitted = {name: hints.to_tensor(hints.fit(detected, w, h, unit.resize_mode)).to(param.device, param.dtype)
-                  for name, (w, h) in targets.items()}
+        maps_at = {name: hints.fit(detected, w, h, unit.resize_mode) for name, (w, h) in targets.items()}
+        fitted = {name: hints.to_tensor(m).to(param.device, param.dtype) for name, m in maps_at.items()}
+        keep = {}
+        if pre.name == "inpaint_only":  # §3.8: the hint is kept outside the mask, per step and after decoding
+            sigma = int(shared.opts.control_net_inpaint_blur_sigma)
+            keep = {name: inpaint_only.prepare_target(p.sd_model, m, sigma) for name, m in maps_at.items()}
         prepared.append(PreparedUnit(number, net, unit.weight, unit.guidance_start, unit.guidance_end,
-                                     unit.control_mode, unit.hr_option, fitted))
+                                     unit.control_mode, unit.hr_option, fitted, keep))
         p.extra_generation_params[f"ControlNet {number}"] = unit.infotext(entry.title)
         if unit.save_detected_map and pre.name != "none":
             maps.append((pre.name, Image.fromarray(detected[:, :, :3])))

@@ -2,11 +2,15 @@
 step, their control modes, and the sum over units that goes into the UNet's down and middle blocks.
 
 The denoiser calls a `ControlHook` with the UNet's own input, timestep and context, and tells it how
-many of the rows are prompt (cond) rows; the rest are negative (uncond) rows.
+many of the rows are prompt (cond) rows; the rest are negative (uncond) rows. `inpaint_only` units
+also pull the denoised prediction towards their hint outside the mask (`restore_denoised`) and
+paste the hint back after decoding (`after_decode`), modules.controlnet.inpaint_only.
 """
 from dataclasses import dataclass, field
 
 import torch
+
+from modules.controlnet import inpaint_only
 
 SOFT_BASE = 0.825
 
@@ -21,6 +25,7 @@ class PreparedUnit:
     control_mode: str
     hr_option: str
     hints: dict = field(default_factory=dict)  # "first" / "hires" -> [1, 3, h, w] float in the net's dtype
+    inpaint_only: dict = field(default_factory=dict)  # "first" / "hires" -> InpaintOnlyTarget (§3.8)
 
 
 def soft_scales(weight: float, count: int) -> list[float]:
@@ -46,7 +51,8 @@ class ControlHook:
         """The sampler finished step i (A1111's sampling_step: i−1 while step i runs)."""
         self.completed_step = i
 
-    def _active(self, unit: PreparedUnit) -> bool:
+    def _in_this_pass(self, unit: PreparedUnit) -> bool:
+        """Weight and hr_option allow the unit in the current pass (§3.7)."""
         if unit.weight == 0:
             return False
         if self.hires_enabled:
@@ -54,6 +60,11 @@ class ControlHook:
                 return False
             if self.pass_name == "first" and unit.hr_option == "High res only":
                 return False
+        return True
+
+    def _active(self, unit: PreparedUnit) -> bool:
+        if not self._in_this_pass(unit):
+            return False
         fraction = self.completed_step / self.total_steps
         return unit.guidance_start <= fraction <= unit.guidance_end and self.pass_name in unit.hints
 
@@ -74,6 +85,29 @@ class ControlHook:
         if down is None:
             return {}
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+    def restore_denoised(self, denoised: torch.Tensor) -> torch.Tensor:
+        """The denoiser's prediction D of every row, with each active inpaint_only unit's hint kept
+        outside its mask (§3.8); D unchanged without such units."""
+        for unit in self.units:
+            target = unit.inpaint_only.get(self.pass_name)
+            if target is not None and self._active(unit):
+                denoised = inpaint_only.restore_denoised(denoised, target.z0.to(denoised.device),
+                                                         target.latent_mask.to(denoised.device), unit.weight)
+        return denoised
+
+    def after_decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """Decoded images of the last pass [B, 3, H, W] in 0..1, with each inpaint_only unit's hint
+        pasted back outside its blurred, dilated mask (§3.8)."""
+        for unit in self.units:
+            target = unit.inpaint_only.get(self.pass_name)
+            if target is None or not self._in_this_pass(unit):
+                continue
+            if tuple(target.colour.shape[-2:]) != tuple(samples.shape[-2:]):
+                raise ValueError(f"ControlNet unit {unit.index}: the inpaint_only hint is "
+                                 f"{tuple(target.colour.shape[-2:])}, the image {tuple(samples.shape[-2:])}")
+            samples = inpaint_only.blend_decoded(samples, target.colour, target.blend_mask)
+        return samples
 
     def _run(self, unit: PreparedUnit, x, t, context, added, n_cond):
         rows = x.shape[0]

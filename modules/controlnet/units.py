@@ -1,5 +1,6 @@
 """A ControlNet unit: its fields, read leniently from the API's dicts (controlnet.md §2), and its
 infotext line (§5)."""
+import logging
 from dataclasses import dataclass, fields
 
 from PIL import Image
@@ -16,6 +17,9 @@ RESIZE_ALIASES = {
 IGNORED_KEYS = {"guessmode", "guess_mode", "rgbbgr_mode", "invert_image", "scribble_mode", "is_ui",
                 "input_mode", "batch_images", "output_dir", "loopback", "pulid_mode", "union_control_type",
                 "ipadapter_input", "advanced_weighting", "effective_region_mask"}
+
+
+log = logging.getLogger(__name__)
 
 
 class UnitError(ValueError):
@@ -178,6 +182,9 @@ def units_from_args(args, slots: int) -> list[ControlNetUnit]:
     entries ignored (§2.3)."""
     if not isinstance(args, (list, tuple)):
         raise UnitError("ControlNet args must be a list of units")
+    if len(args) > slots:
+        log.warning("ControlNet: %d units given for %d slots (control_net_unit_count); the last %d dropped",
+                    len(args), slots, len(args) - slots)
     units = []
     for index, entry in enumerate(list(args)[:slots]):
         if isinstance(entry, dict):

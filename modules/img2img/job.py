@@ -48,6 +48,7 @@ def init(p, all_seeds) -> None:
     _check(p)
     if opts.save_init_img and not p.do_not_save_samples:
         _save_init_images(p)
+    p.input_mask = p.image_mask  # before the processed masks replace it (ControlNet, controlnet.md §3.1)
     if p.image_mask is not None:
         _record_mask_keys(p)
     try:

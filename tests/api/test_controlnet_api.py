@@ -125,8 +125,12 @@ def test_extra_units_are_dropped_and_non_dicts_ignored(cn_server):
     assert answer.status_code == 200, answer.text
     data = answer.json()
     assert len(data["images"]) == 2
-    too_many = txt2img(cn_server, [unit, unit, unit, unit])
-    assert too_many.status_code == 422 and "takes at most 3 arguments" in too_many.json()["detail"]
+    # three slots: a fourth unit is dropped before it is read (its weight 5 would be a 422)
+    too_many = txt2img(cn_server, [unit, unit, unit, {**unit, "weight": 5}])
+    assert too_many.status_code == 200, too_many.text
+    assert len(too_many.json()["images"]) == 1 + 3  # the image and the three units' maps
+    infotext = json.loads(too_many.json()["info"])["infotexts"][0]
+    assert all(f"ControlNet {i}: " in infotext for i in range(3)) and "ControlNet 3" not in infotext
 
 
 def test_legacy_bare_list_of_units_is_accepted(cn_server):

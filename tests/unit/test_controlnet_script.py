@@ -34,9 +34,13 @@ def test_legacy_2023_format_and_one_unit_key():
     assert (unit.enabled, unit.guidance_end, unit.pixel_perfect) == (True, 0.9, True)
 
 
-def test_units_from_slots_drop_extras_and_ignore_non_dicts():
-    parsed = units.units_from_args([None, {"module": "canny", "enabled": True}, "junk", {"enabled": True}], 3)
+def test_units_from_slots_drop_extras_and_ignore_non_dicts(caplog):
+    slots = [None, {"module": "canny", "enabled": True}, "junk", {"enabled": True, "module": "blur"}]
+    parsed = units.units_from_args(slots, 3)
     assert [u.module for u in parsed] == ["canny"]
+    assert "4 units given for 3 slots (control_net_unit_count); the last 1 dropped" in caplog.text
+    parsed = units.units_from_args([7, ["a"], {"module": "blur", "enabled": True}, {"module": "canny"}], 4)
+    assert [(u.module, u.enabled) for u in parsed] == [("blur", True), ("canny", False)]
     with pytest.raises(units.UnitError, match="unit 0: weight must be between 0 and 2"):
         units.units_from_args([{"weight": 3}], 3)
 
@@ -71,7 +75,7 @@ def test_img2img_unit_without_image_takes_the_init_image_and_a1111_mask():
     init = Image.fromarray(np.full((32, 48, 3), 90, dtype=np.uint8))
     mask = np.zeros((32, 48), dtype=np.uint8)
     mask[8:24, 10:30] = 255
-    p = SimpleNamespace(init_images=[init], mask=Image.fromarray(mask), inpainting_mask_invert=1,
+    p = SimpleNamespace(init_images=[init], input_mask=Image.fromarray(mask), inpainting_mask_invert=1,
                         mask_blur_x=2, mask_blur_y=3)
     source = job._input_array(units.ControlNetUnit(enabled=True, module="inpaint"), 0, p)
     # per axis, kernel 2*int(2.5*sigma+0.5)+1: 11 for x (sigma 2), 17 for y (sigma 3)
@@ -83,3 +87,15 @@ def test_img2img_unit_without_image_takes_the_init_image_and_a1111_mask():
     # a unit with its own image keeps its (absent) mask
     own = job._input_array(units.ControlNetUnit(enabled=True, module="inpaint", image=init), 0, p)
     assert not own[:, :, 3].any()
+
+
+def test_api_alwayson_args_beyond_the_slots_are_dropped_with_a_warning(caplog):
+    from types import SimpleNamespace
+
+    from modules.api import scripts_routes
+    script = SimpleNamespace(name="controlnet", args_from=1, args_to=4, controls=[None] * 3)
+    runner = SimpleNamespace(default_args=lambda: [0, None, None, None, "next script"], selectable_scripts=[],
+                             alwayson_scripts=[script])
+    args = scripts_routes.script_args_for(runner, None, None, {"ControlNet": {"args": ["a", "b", "c", "d", "e"]}})
+    assert args == [0, "a", "b", "c", "next script"]  # the next script's slot is untouched
+    assert "script 'controlnet' takes 3 arguments, got 5; the last 2 dropped" in caplog.text
