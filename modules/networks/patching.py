@@ -154,6 +154,7 @@ class Patcher:
                 bias.copy_(b.to(bias.dtype))
         _set_state(module, "network_patch_key", key)
 
+    @torch.no_grad()
     def restore_all(self) -> None:
         for module in self.patched_modules():
             restore_module(module)
@@ -179,8 +180,8 @@ def stored_tensors(module) -> tuple[torch.Tensor, torch.Tensor | None]:
     return module.weight, getattr(module, "bias", None)
 
 
-@torch.no_grad()
 def restore_module(module) -> None:
+    """The layer's original weight and bias back from its backup (call under torch.no_grad())."""
     backup = _state(module, "network_backup")
     if backup is None:
         return
