@@ -100,8 +100,7 @@ def full_size_part(args, lora_folder):
 
     def ours(cached):
         if not cached:
-            lora._cache.clear()
-            lora.loaded_networks.clear()  # the previous set is also a cache: start from the file
+            lora.clear_cache()  # the memory cache and the last set used: start from the file
         start = time.perf_counter()
         report = lora.load_networks(["sd15-rank"], [1.0], [1.0], [None], model=model)
         applied = time.perf_counter()

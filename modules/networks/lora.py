@@ -9,7 +9,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from modules.networks import files, keymap, network_file, patching
+from modules.networks import files, keymap, network_file, network_types, patching
 from modules.networks.files import SdVersion  # noqa: F401 (A1111 name: network.SdVersion)
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,11 @@ available_network_hash_lookup = registry.available_network_hash_lookup
 forbidden_network_aliases = registry.forbidden_network_aliases
 
 patcher = patching.Patcher()
-_cache: "OrderedDict[str, network_file.NetworkData]" = OrderedDict()
+# parsed files kept between jobs: (path, sdxl key style) -> NetworkData, lora_in_memory_limit entries
+_cache: "OrderedDict[tuple, network_file.NetworkData]" = OrderedDict()
+# the files of the last non-empty set, kept through jobs without networks (Ours: A1111 drops its
+# previous set at an empty activation and so reads the file again after every job without LoRA)
+_last_used: list[network_file.NetworkData] = []
 
 
 @dataclass
@@ -39,7 +43,7 @@ class LoadedNetwork:
 
     @property
     def key(self):
-        return (id(self.data), self.data.mtime)
+        return self.data.key
 
 
 loaded_networks: list[LoadedNetwork] = []
@@ -79,26 +83,54 @@ def model_version(model) -> str:
 
 
 def _read(on_disk: files.NetworkOnDisk, sdxl: bool, memory_limit: int) -> network_file.NetworkData:
-    """The parsed file: from the previous set, the memory cache, or the disk (newer mtime re-reads)."""
-    cache_key = f"{on_disk.filename}|{sdxl}"
-    mtime = os.path.getmtime(on_disk.filename)
-    for previous in loaded_networks:
-        if previous.data.filename == on_disk.filename and previous.data.mtime == mtime and \
-                previous.data.sdxl_text_names == sdxl:
-            return previous.data
+    """The parsed file: from the last set used, the memory cache, or the disk. A file whose mtime
+    or size changed since it was read is read again."""
+    stamp = network_file.file_stamp(on_disk.filename)
+    for data in _last_used:
+        if data.filename == on_disk.filename and data.sdxl_text_names == sdxl and data.stamp == stamp:
+            return data
+    cache_key = (on_disk.filename, sdxl)
     data = _cache.get(cache_key)
-    if data is not None and data.mtime == mtime:
+    if data is not None and data.stamp == stamp:
         _cache.move_to_end(cache_key)
         return data
     data = network_file.load_network_file(on_disk.filename, on_disk.name, sdxl_text_names=sdxl)
     if memory_limit > 0:
         _cache[cache_key] = data
+        _cache.move_to_end(cache_key)
     return data
+
+
+def _match(data: network_file.NetworkData, model, table: dict) -> tuple[dict, list]:
+    """({module name: Target}, [unmatched module names]) of a file on a model, worked out once per
+    (file content, model): the table is the model's own (keymap caches it per UNet)."""
+    cached = data.matches.get(model.unet)
+    if cached is not None and cached[0] is table:
+        return cached[1], cached[2]
+    modules, unmatched = {}, []
+    for module_name, parts in data.groups.items():
+        target = table.get(module_name)
+        if target is None:
+            unmatched.append(module_name)
+            continue
+        modules[module_name] = target
+        if module_name not in data.prepared:
+            data.prepared[module_name] = network_types.Prepared(parts)
+    data.matches[model.unet] = (table, modules, unmatched)
+    return modules, unmatched
 
 
 def purge_cache(limit: int) -> None:
     while len(_cache) > max(limit, 0):
         _cache.popitem(last=False)
+
+
+def clear_cache() -> None:
+    """Forget every parsed file and computed delta (the next activation reads from disk)."""
+    global _last_used
+    _cache.clear()
+    _last_used = []
+    patcher.deltas.clear()
 
 
 @dataclass
@@ -122,7 +154,7 @@ def _resolve(names: list[str]) -> dict[str, files.NetworkOnDisk]:
 def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=None, model=None) -> ActivationReport:
     """Make exactly these networks active on `model` (the loaded one by default); an empty list
     restores every patched layer. Returns what could not be applied, for comments."""
-    global loaded_networks
+    global loaded_networks, _last_used
     from modules import shared
     if model is None:
         model = shared.model_holder.sd_model if shared.model_holder is not None else None
@@ -159,14 +191,10 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
         if data.sd_version != SdVersion.Unknown and version != SdVersion.Unknown and data.sd_version != version:
             report.refused.append(f"{name} ({data.sd_version} network, {version} model)")
             continue
+        modules, unmatched = _match(data, model, table)
         net = LoadedNetwork(name=name, on_disk=on_disk, data=data, te_multiplier=float(te_multipliers[i]),
-                            unet_multiplier=float(unet_multipliers[i]), dyn_dim=dyn_dims[i], mentioned_name=name)
-        for module_name in data.groups:
-            target = table.get(module_name)
-            if target is None:
-                net.unmatched.append(module_name)
-            else:
-                net.modules[module_name] = target
+                            unet_multiplier=float(unet_multipliers[i]), dyn_dim=dyn_dims[i],
+                            modules=dict(modules), unmatched=list(unmatched), mentioned_name=name)
         if net.unmatched:
             log.info("Lora %s: %d keys match no layer of the model: %s", name, len(net.unmatched),
                      ", ".join(net.unmatched))
@@ -184,13 +212,15 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
     for net in new_set:
         for module_name, target in net.modules.items():
             multiplier = net.te_multiplier if target.is_te else net.unet_multiplier
-            patch = patching.LayerPatch(net.name, net.key, net.data.groups[module_name], multiplier,
+            patch = patching.LayerPatch(net.name, net.key, net.data.prepared[module_name], multiplier,
                                         net.dyn_dim, module_name)
             wanted.setdefault(id(target.module), (target.module, []))[1].append(patch)
     patcher.apply(wanted)
     report.errors = dict(patcher.failures)
     report.networks = new_set
     loaded_networks = new_set
+    if new_set:
+        _last_used = list({id(n.data): n.data for n in new_set}.values())
     # the patcher restored every layer not wanted here, other models' included: their conds are plain
     for other in list(_keyed_models):
         if other is not model:

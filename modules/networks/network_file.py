@@ -8,6 +8,7 @@ This is the function API other parts (training, merging) use:
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +30,25 @@ class NetworkData:
     sd_version: str = files.SdVersion.Unknown
     bundled_embeddings: dict = field(default_factory=dict)
     sdxl_text_names: bool = False
+    # (st_mtime_ns, st_size) of the file taken before it was read: a file that changes after (or
+    # while) it is read no longer matches, so it is read again
+    stamp: tuple = ()
+    # worked out once per loaded file, not per job (modules.networks.lora):
+    # module name -> network_types.Prepared, and UNet -> layers of that model the groups match
+    prepared: dict = field(default_factory=dict, repr=False, compare=False)
+    matches: "weakref.WeakKeyDictionary" = field(default_factory=weakref.WeakKeyDictionary, repr=False,
+                                                 compare=False)
+
+    @property
+    def key(self) -> tuple:
+        """Identifies this content of the file: the same for a re-read of an unchanged file."""
+        return (self.filename, self.stamp, self.sdxl_text_names)
+
+
+def file_stamp(path: str) -> tuple[int, int]:
+    """(mtime in ns, size) of a file: what tells a changed file from the one read before."""
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -70,6 +90,10 @@ def load_network_file(path: str, name: str | None = None, sdxl_text_names: bool 
     """Read and group a network file. `sdxl_text_names`: diffusers `text_encoder.` keys are
     SDXL's first encoder (`lora_te1_`) rather than SD1/SD2's (`lora_te_`)."""
     name = name or os.path.splitext(os.path.basename(path))[0]
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NetworkLoadError(f"{path}: file not found") from None
     state = read_state_dict(path)
     metadata = {}
     if path.lower().endswith(".safetensors"):
@@ -89,6 +113,6 @@ def load_network_file(path: str, name: str | None = None, sdxl_text_names: bool 
         by_keys = version_from_keys(groups)
         if by_keys != files.SdVersion.Unknown:
             version = by_keys
-    return NetworkData(name=name, filename=path, mtime=os.path.getmtime(path), metadata=metadata,
+    return NetworkData(name=name, filename=path, mtime=st.st_mtime, metadata=metadata,
                        groups=groups, sd_version=version, bundled_embeddings=bundled,
-                       sdxl_text_names=sdxl_text_names)
+                       sdxl_text_names=sdxl_text_names, stamp=(st.st_mtime_ns, st.st_size))

@@ -235,3 +235,41 @@ def compute(parts: dict, w: torch.Tensor, b: torch.Tensor | None, multiplier: fl
     if bias_delta is not None and (b is None or bias_delta.shape != b.shape):
         raise ValueError("bias delta does not fit the layer's bias")
     return d.mul_(multiplier), bias_delta
+
+
+class Prepared:
+    """One group with its type worked out once per loaded file (not once per job and layer).
+
+    `plain` groups (LoRA without Tucker mid, bias or DoRA) take a short path in `compute_prepared`
+    with exactly the operations `compute` does for them, so the result is the same to the bit.
+    """
+    __slots__ = ("parts", "kind", "plain", "_scale")
+
+    def __init__(self, parts: dict):
+        self.parts = parts
+        self.kind = network_type(parts)
+        self.plain = self.kind in ("lora", "lora_ab") and not any(
+            k in parts for k in ("lora_mid.weight", "bias", "dora_scale"))
+        self._scale = None
+
+    def scale(self) -> float:
+        if self._scale is None:  # here, not at load: a bad `alpha` fails this layer only, as before
+            self._scale = scale(self.kind, self.parts)
+        return self._scale
+
+
+def compute_prepared(group: Prepared, w: torch.Tensor, b: torch.Tensor | None, multiplier: float,
+                     dyn: int | None = None, module_name: str = "") -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """`compute` for a prepared group, its tensors moved to w's device."""
+    device = w.device
+    if not group.plain:
+        parts = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in group.parts.items()}
+        return compute(parts, w, b, multiplier, dyn, module_name)
+    parts = group.parts
+    if group.kind == "lora":
+        up, down = parts["lora_up.weight"], parts["lora_down.weight"]
+    else:
+        up, down = parts["lora_B.weight"], parts["lora_A.weight"]
+    d = lora_delta(up.to(device), down.to(device), dyn=dyn)
+    d = _fit(d, w.shape, module_name) * group.scale()
+    return d.mul_(multiplier), None

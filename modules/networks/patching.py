@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -23,11 +23,59 @@ log = logging.getLogger(__name__)
 class LayerPatch:
     """One network's contribution to one layer."""
     network_name: str
-    network_key: tuple      # identifies the loaded file (object id, mtime)
-    parts: dict
+    network_key: tuple      # identifies the loaded file's content (path, mtime and size, key style)
+    group: network_types.Prepared
     multiplier: float
     dyn: int | None
     module_name: str
+
+
+# Per-layer state lives in the module's __dict__, read and written past nn.Module's __getattr__ /
+# __setattr__: those cost microseconds each, which adds up over every layer of every job.
+def _state(module, name):
+    return module.__dict__.get(name)
+
+
+def _set_state(module, name, value) -> None:
+    module.__dict__[name] = value
+
+
+DELTA_CACHE_BYTES = 128 * 2 ** 20
+
+
+class DeltaCache:
+    """Float32 deltas of plain LoRA groups on CPU layers, kept between jobs so that a repeated job
+    adds them without recomputing them. A plain delta depends only on the file's tensors, the
+    multiplier, dyn and the layer's shape, all in the key. Bounded: the least recently used go
+    past `limit_bytes`; never on an accelerator, whose memory the model needs."""
+
+    def __init__(self, limit_bytes: int = DELTA_CACHE_BYTES):
+        self.limit_bytes = limit_bytes
+        self.bytes = 0
+        self._items: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        delta = self._items.get(key)
+        if delta is not None:
+            self._items.move_to_end(key)
+        return delta
+
+    def put(self, key: tuple, delta: torch.Tensor) -> None:
+        size = delta.numel() * delta.element_size()
+        if size > self.limit_bytes or key in self._items:
+            return
+        self._items[key] = delta
+        self.bytes += size
+        while self.bytes > self.limit_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class Patcher:
@@ -35,6 +83,7 @@ class Patcher:
 
     def __init__(self):
         self._patched: list[weakref.ref] = []
+        self.deltas = DeltaCache()
         self.failures: Counter = Counter()
         self.failure_details: list[str] = []
 
@@ -51,32 +100,45 @@ class Patcher:
         self.failures = Counter()
         self.failure_details = []
         still = []
+        keys = {i: self._key(patches) for i, (_, patches) in wanted.items()}
         for module in self.patched_modules():
-            entry = wanted.get(id(module))
-            if entry is None or getattr(module, "network_patch_key", None) != self._key(entry[1]):
+            key = keys.get(id(module))
+            if key is None or _state(module, "network_patch_key") != key:
                 restore_module(module)
             else:
                 still.append(weakref.ref(module))
         self._patched = still
-        for module, patches in wanted.values():
-            key = self._key(patches)
-            if getattr(module, "network_patch_key", None) == key:
+        for i, (module, patches) in wanted.items():
+            key = keys[i]
+            if _state(module, "network_patch_key") == key:
                 continue
             self._patch(module, patches, key)
             self._patched.append(weakref.ref(module))
 
     def _patch(self, module, patches: list[LayerPatch], key: tuple) -> None:
         weight, bias = stored_tensors(module)
-        module.network_backup = (weight.detach().to("cpu", copy=True),
-                                 None if bias is None else bias.detach().to("cpu", copy=True))
+        weight = weight.detach()
+        # plain LoRA never changes a bias: it is neither copied nor restored
+        bias = None if bias is None or all(p.group.plain for p in patches) else bias.detach()
+        _set_state(module, "network_backup", (weight.to("cpu", copy=True),
+                                              None if bias is None else bias.to("cpu", copy=True)))
         # float32 layers are summed in place (the same single rounding per add); others in a float32 copy
         in_place = weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
-        w = weight.detach() if in_place else weight.detach().to(torch.float32, copy=True)
-        b = None if bias is None else (bias.detach() if in_place else bias.detach().to(torch.float32, copy=True))
+        w = weight if in_place else weight.to(torch.float32, copy=True)
+        b = None if bias is None else (bias if in_place else bias.to(torch.float32, copy=True))
+        cacheable = w.device.type == "cpu"
         for patch in patches:
-            parts = {k: v.to(w.device) if isinstance(v, torch.Tensor) else v for k, v in patch.parts.items()}
             try:
-                dw, db = network_types.compute(parts, w, b, patch.multiplier, patch.dyn, patch.module_name)
+                if cacheable and patch.group.plain:
+                    cache_key = (patch.network_key, patch.module_name, patch.multiplier, patch.dyn, w.shape)
+                    dw, db = self.deltas.get(cache_key), None
+                    if dw is None:
+                        dw, db = network_types.compute_prepared(patch.group, w, b, patch.multiplier, patch.dyn,
+                                                                patch.module_name)
+                        self.deltas.put(cache_key, dw)
+                else:
+                    dw, db = network_types.compute_prepared(patch.group, w, b, patch.multiplier, patch.dyn,
+                                                            patch.module_name)
             except (ValueError, RuntimeError, IndexError) as e:
                 self.failures[patch.network_name] += 1
                 detail = f"{patch.network_name}: layer {patch.module_name} (weight {tuple(w.shape)}): {e}"
@@ -90,8 +152,9 @@ class Patcher:
             weight.copy_(w.to(weight.dtype))
             if bias is not None and b is not None:
                 bias.copy_(b.to(bias.dtype))
-        module.network_patch_key = key
+        _set_state(module, "network_patch_key", key)
 
+    @torch.no_grad()
     def restore_all(self) -> None:
         for module in self.patched_modules():
             restore_module(module)
@@ -99,7 +162,7 @@ class Patcher:
 
 
 def _offload_hooks(module) -> list:
-    hook = getattr(module, "_hf_hook", None)
+    hook = _state(module, "_hf_hook")  # accelerate sets it as a plain attribute
     if hook is None:
         return []
     return list(getattr(hook, "hooks", [hook]))  # accelerate's SequentialHook holds several
@@ -117,9 +180,9 @@ def stored_tensors(module) -> tuple[torch.Tensor, torch.Tensor | None]:
     return module.weight, getattr(module, "bias", None)
 
 
-@torch.no_grad()
 def restore_module(module) -> None:
-    backup = getattr(module, "network_backup", None)
+    """The layer's original weight and bias back from its backup (call under torch.no_grad())."""
+    backup = _state(module, "network_backup")
     if backup is None:
         return
     weight_backup, bias_backup = backup
@@ -127,5 +190,5 @@ def restore_module(module) -> None:
     weight.copy_(weight_backup)
     if bias_backup is not None:
         bias.copy_(bias_backup)
-    module.network_backup = None  # no copy kept outside jobs (bounded memory)
-    module.network_patch_key = None
+    _set_state(module, "network_backup", None)  # no copy kept outside jobs (bounded memory)
+    _set_state(module, "network_patch_key", None)
