@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules import prompt_parser, script_callbacks
+from modules import prompt_parser, script_callbacks, sd_unet
 from modules.noise_schedule import DiscreteSchedule
 
 
@@ -95,6 +95,8 @@ class CFGDenoiser:
         self._boundaries = sorted(ends)
         self._cached = (None, None)
         self.dtype = next(unet.parameters()).dtype
+        # the `sd_unet` setting's SdUnet (an extension's engine) when it stands in for this UNet
+        self.sd_unet = sd_unet.replacement_for(unet)
         self.total_steps = 0  # the pass's step count, for the cfg_denoiser callbacks
 
     def _unet(self, x_in, t, context, vector, time_ids, image_cond, n_cond):
@@ -106,8 +108,22 @@ class CFGDenoiser:
             extra = self.guidance.control(x_in, t, context, added, n_cond)
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
+        if self.sd_unet is not None:
+            return self._replaced_unet(x_in, t, context, added, extra)
         out = self.unet(x_in.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype),
                         added_cond_kwargs=added, return_dict=False, **extra)[0]
+        return out.float()
+
+    def _replaced_unet(self, x_in, t, context, added, extra):
+        """A1111's call of an SdUnet: forward(x, timesteps, context, y=...) with ldm's `y` for SDXL
+        (the pooled text embedding then the time ids' sinusoidal embeddings, as the UNet itself
+        builds it) and ControlNet's residuals as the diffusers keyword arguments."""
+        kwargs = dict(extra)
+        if added is not None:
+            time_embeds = self.unet.add_time_proj(added["time_ids"].flatten())
+            kwargs["y"] = torch.cat([added["text_embeds"], time_embeds.reshape(x_in.shape[0], -1).to(self.dtype)],
+                                    dim=-1)
+        out = self.sd_unet.forward(x_in.to(self.dtype), t, context.to(self.dtype), **kwargs)
         return out.float()
 
     def _denoise(self, x, sigma, context, vector, time_ids, image_cond, n_cond):

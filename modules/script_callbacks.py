@@ -292,16 +292,26 @@ def before_ui_callback() -> None:
     _run("before_ui")
 
 
+def collect_with_sources(category: str) -> list[tuple[str, object]]:
+    """(callback name, item) for every item the `category` callbacks append to their list: the
+    name says which extension offered an optimisation or UNet when its apply/create fails."""
+    found = []
+    for c in ordered_callbacks(category):
+        res: list = []
+        try:
+            c.callback(res)
+        except Exception:  # noqa: BLE001 - an extension's failure is reported, never fatal
+            report_exception(c, f"{category}_callback")
+        found += [(c.name, item) for item in res]
+    return found
+
+
 def list_optimizers_callback() -> list:
-    res: list = []
-    _run("list_optimizers", res)
-    return res
+    return [item for _name, item in collect_with_sources("list_optimizers")]
 
 
 def list_unets_callback() -> list:
-    res: list = []
-    _run("list_unets", res)
-    return res
+    return [item for _name, item in collect_with_sources("list_unets")]
 
 
 def before_token_counter_callback(params: BeforeTokenCounterParams) -> None:

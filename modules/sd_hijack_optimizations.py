@@ -22,10 +22,23 @@ class SdOptimization:
 
 
 class SdOptimizationSdp(SdOptimization):
+    """Our built-in: diffusers' attention already runs on torch SDPA, so apply/undo change nothing."""
     name = "sdp"
     label = "scaled dot product"
     cmd_opt = "opt_sdp_attention"
     priority = 80
+
+    def title(self) -> str:
+        return "SDP"  # the setting's value for it (generation.md §17)
+
+
+# A1111's own entries we do not ship (generation.md §17: kept, validated, ignored with a warning);
+# a saved config or an API client may still name them. "sdp - scaled dot product" is our SDP.
+A1111_SDP_TITLE = "sdp - scaled dot product"
+A1111_UNSHIPPED_TITLES = (
+    "xformers", "sdp-no-mem - scaled dot product without memory efficient attention",
+    "sub-quadratic", "V1 - original v1", "InvokeAI", "Doggettx",
+)
 
 
 def list_optimizers(res: list) -> None:

@@ -260,8 +260,9 @@ class ModelHolder:
         self.sd_model = new_model
         del current
         devices.torch_gc()
-        from modules import sd_vae
+        from modules import sd_hijack, sd_vae
         sd_vae.apply_vae_for(new_model)
+        sd_hijack.apply_for_job(new_model)  # A1111 applies the attention optimisation on every load
         print(f"Loaded {info.title} ({new_model.family}, {new_model.parameterization})")
         from modules import script_callbacks
         script_callbacks.model_loaded_callback(new_model)  # extensions (reported, never fatal)
@@ -295,6 +296,9 @@ class ModelHolder:
         from modules import checkpoint_residency
         checkpoint_residency.restore(model)  # weights moved to RAM by "unload checkpoint" come back
         sd_vae.apply_vae_for(model)  # the job's sd_vae setting may differ from the last job's
+        from modules import sd_hijack, sd_unet
+        sd_hijack.apply_for_job(model)  # ... and its cross_attention_optimization
+        sd_unet.apply_unet(model=model)  # ... and its sd_unet (raises SdUnetError naming the extension)
         refresh_embeddings(model)  # cheap unless the embeddings folder changed
         return model
 

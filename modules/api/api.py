@@ -268,7 +268,11 @@ class Api:
                 raise HTTPException(500, str(e)) from None
             values["sd_model_checkpoint"] = model.sd_checkpoint_info.title
         for key, value in values.items():
-            shared.opts.set(key, value)
+            try:
+                shared.opts.set(key, value)
+            except OptionError as e:  # its on-change hook refused it (an optimisation that failed to apply)
+                shared.opts.save(shared.paths.settings_file)  # the keys set before it stay set
+                raise HTTPException(422, str(e)) from None
         shared.opts.save(shared.paths.settings_file)
 
     def get_cmd_flags(self):

@@ -34,9 +34,8 @@ def load_extensions() -> None:
     scripts.scripts_txt2img.initialize_scripts(is_img2img=False)
     scripts.scripts_img2img.initialize_scripts(is_img2img=True)
     callback_settings.register(shared.opts)  # the Callbacks page, for what is registered now
-    from modules import sd_hijack, sd_unet
-    sd_hijack.list_optimizers()  # on_list_optimizers / on_list_unets: what extensions offer
-    sd_unet.list_unets()
+    from modules.extension_loading import model_options
+    model_options.register(shared.opts)  # on_list_optimizers / on_list_unets: what extensions offer
 
 
 def before_ui() -> None:

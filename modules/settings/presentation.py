@@ -67,6 +67,7 @@ def _provided(name: str):
 _checkpoints, _vaes, _upscalers, _samplers = (_provided(n) for n in ("checkpoints", "vaes", "upscalers", "samplers"))
 _setting_keys, _infotext_keys = _provided("setting_keys"), _provided("infotext_keys")
 _postprocessing_steps = _provided("postprocessing_steps")
+_attention_optimizations, _unets = _provided("attention_optimizations"), _provided("unets")
 
 
 def _tab_names():
@@ -224,7 +225,7 @@ LABELS = {
     "sd_checkpoints_limit": ("Maximum number of checkpoints loaded at the same time", slider(1, 10, 1)),
     "sd_checkpoints_keep_in_cpu": ("Only keep one model on device", None),
     "sd_checkpoint_cache": ("Checkpoints to cache in RAM", slider(0, 10, 1)),
-    "sd_unet": ("SD Unet", dropdown(["Automatic", "None"])),
+    "sd_unet": ("SD Unet", dropdown(_unets)),
     "enable_quantization": ("Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds", None),
     "emphasis": ("Emphasis mode", radio("None", "Ignore", "Original", "No norm")),
     "enable_batch_seeds": ("Make K-diffusion samplers produce same images in a batch as when making a single image", None),
@@ -266,7 +267,7 @@ LABELS = {
     "img2img_batch_show_results_limit": ("Show the first N batch img2img results in UI", slider(-1, 1000, 1)),
     "overlay_inpaint": ("Overlay original for inpaint", None),
     # optimizations
-    "cross_attention_optimization": ("Cross attention optimization", dropdown(["Automatic", "SDP", "None"])),
+    "cross_attention_optimization": ("Cross attention optimization", dropdown(_attention_optimizations)),
     "s_min_uncond": ("Negative Guidance minimum sigma", slider(0, 15, 0.01)),
     "s_min_uncond_all": ("Negative Guidance minimum sigma all steps", None),
     "token_merging_ratio": ("Token merging ratio", slider(0, 0.9, 0.1)),
@@ -482,7 +483,7 @@ for _key in ("show_progressbar", "live_previews_enable", "live_previews_image_fo
              "js_live_preview_in_modal_lightbox", "prevent_screen_sleep_during_generation"):
     SECTION_OF[_key] = ("ui", "Live previews")
 
-REFRESH = {key: (lambda key=key: REFRESH_PROVIDERS[key]()) for key in ("sd_model_checkpoint", "sd_vae")}
+REFRESH = {key: (lambda key=key: REFRESH_PROVIDERS[key]()) for key in ("sd_model_checkpoint", "sd_vae", "sd_unet", "cross_attention_optimization")}
 
 
 def describe_builtin_options(opts: Options) -> None:

@@ -144,7 +144,7 @@ def test_list_optimizers_and_list_unets_collect_what_extensions_offer(webui_sess
     registered(script_callbacks.on_list_optimizers, lambda res: res.extend([Missing(), Fast()]))
     registered(script_callbacks.on_list_unets, lambda res: res.append(Engine()))
     assert [o.name for o in sd_hijack.list_optimizers()] == ["fast-attn", "sdp"]
-    assert sd_hijack.optimizer_titles() == ["fast-attn - an extension's", "sdp - scaled dot product"]
+    assert sd_hijack.optimizer_titles() == ["fast-attn - an extension's", "SDP"]
     (engine,) = sd_unet.list_unets()
     assert sd_unet.get_unet_option("[TRT] tiny-sd1") is engine
     assert sd_unet.get_unet_option("None") is None
