@@ -171,3 +171,46 @@ def test_an_override_of_the_optimization_lasts_one_job(offered):
     _job(offered, sd_unet="None")
     assert calls == ["fast.apply", "fast.undo"]
     assert isinstance(sd_hijack.current_optimizer, sd_hijack_optimizations.SdOptimizationSdp)
+
+
+def test_a_refused_change_through_the_api_is_a_422(offered):
+    from fastapi import FastAPI, HTTPException
+    from modules.api.api import Api
+    api = Api(FastAPI())
+    with pytest.raises(HTTPException) as raised:
+        api.set_config({"cross_attention_optimization": "broken"})
+    assert raised.value.status_code == 422 and "failed to apply" in raised.value.detail
+    assert offered.opts.cross_attention_optimization != "broken"
+
+
+def test_an_sdxl_sd_unet_gets_ldm_s_y_vector(offered):
+    import math
+    seen = []
+
+    class Recording(sd_unet.SdUnet):
+        def forward(self, x, timesteps, context, *args, **kwargs):
+            seen.append(kwargs["y"])
+            return torch.zeros_like(x)
+
+    class AnyModel(sd_unet.SdUnetOption):
+        label = "[TRT] any"
+
+        def create_unet(self):
+            return Recording()
+
+    def offer(res):
+        res.append(AnyModel())
+    script_callbacks.on_list_unets(offer)
+    try:
+        model_options.register(offered.opts)
+        _job(offered, sd_model_checkpoint="tiny-sdxl", sd_unet="[TRT] any")
+    finally:
+        script_callbacks.remove_callbacks_for_function(offer)
+        model_options.register(offered.opts)
+    # pooled embedding (48) then the 6 time ids' sinusoidal embeddings (8 each): 96 as the tiny
+    # UNet's projection_class_embeddings_input_dim
+    y = seen[0]
+    assert y.shape == (2, 96)
+    freqs = [math.exp(-math.log(10000) * i / 4) for i in range(4)]
+    reference = [f(v * k) for v in (64, 64, 0, 0, 64, 64) for f in (math.cos, math.sin) for k in freqs]
+    assert torch.allclose(y[0, 48:].float(), torch.tensor(reference), atol=1e-4)
