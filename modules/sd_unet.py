@@ -78,22 +78,18 @@ def get_unet_option(option: str | None = None, model=None):
     return next((x for x in unet_options if x.label == option), None)
 
 
-def _deactivate_current() -> None:
-    global current_unet, current_unet_option, _current_model
-    unet, option = current_unet, current_unet_option
-    current_unet = current_unet_option = _current_model = None
-    if unet is not None:
-        print(f"Deactivating unet: {option.label}")
-        try:
-            unet.deactivate()
-        except Exception:  # noqa: BLE001 - the old UNet is dropped either way; the error is the extension's
-            errors.report(f"Deactivating UNet {describe(option)} failed", exc_info=True)
+def _deactivate(unet, option) -> None:
+    print(f"Deactivating unet: {option.label}")
+    try:
+        unet.deactivate()
+    except Exception:  # noqa: BLE001 - the old UNet is dropped either way; the error is the extension's
+        errors.report(f"Deactivating UNet {describe(option)} failed", exc_info=True)
 
 
 def apply_unet(option: str | None = None, model=None) -> None:
     """Make the SdUnet of the option the setting (or `option`) names active for `model` (default:
-    the loaded one). Raises SdUnetError, naming the extension, when it cannot be created or
-    activated; the model's own UNet is used then."""
+    the loaded one). When it cannot be created or activated, SdUnetError (naming the extension) is
+    raised and the previous one stays active."""
     global current_unet, current_unet_option, _current_model
     if model is None:
         holder = shared.model_holder
@@ -101,17 +97,36 @@ def apply_unet(option: str | None = None, model=None) -> None:
     new_option = get_unet_option(option, model)
     if new_option is current_unet_option and (new_option is None or _current_model is model):
         return
-    _deactivate_current()
-    if new_option is None:
+    previous = (current_unet, current_unet_option, _current_model)
+    try:
+        unet = new_option.create_unet() if new_option is not None else None
+    except Exception as e:  # noqa: BLE001 - an extension's failure: reported with its name
+        raise SdUnetError(f"UNet {describe(new_option)} could not be created: {type(e).__name__}: {e}") from e
+    if current_unet is not None:
+        _deactivate(current_unet, current_unet_option)
+    current_unet = current_unet_option = _current_model = None
+    if unet is None:
         return
     try:
-        unet = new_option.create_unet()
         unet.option = new_option
         print(f"Activating unet: {new_option.label}")
         unet.activate()
     except Exception as e:  # noqa: BLE001 - an extension's failure: reported with its name
+        _reactivate(*previous)
         raise SdUnetError(f"UNet {describe(new_option)} could not be activated: {type(e).__name__}: {e}") from e
     current_unet, current_unet_option, _current_model = unet, new_option, model
+
+
+def _reactivate(unet, option, model) -> None:
+    global current_unet, current_unet_option, _current_model
+    if unet is None:
+        return
+    try:
+        unet.activate()
+    except Exception:  # noqa: BLE001 - reported; the model's own UNet is used then
+        errors.report(f"Re-activating UNet {describe(option)} failed", exc_info=True)
+        return
+    current_unet, current_unet_option, _current_model = unet, option, model
 
 
 def setting_changed() -> None:

@@ -84,6 +84,7 @@ def offered(webui_session):
         script_callbacks.remove_callbacks_for_function(callback)
     model_options.register(shared.opts)
     shared.job_queue.run(lambda: (sd_hijack.apply_optimizations(), sd_unet.apply_unet()))
+    shared.opts.save(shared.paths.settings_file)
 
 
 def _set(shared, key, value):
@@ -142,6 +143,7 @@ def _job(shared, **overrides):
 
 def test_the_sd_unet_forward_replaces_the_unet_and_an_override_lasts_one_job(offered):
     _set(offered, "cross_attention_optimization", "SDP")
+    _set(offered, "sd_unet", "Automatic")
     calls.clear()
     plain = _job(offered, sd_unet="None")
     assert calls == []
@@ -214,3 +216,33 @@ def test_an_sdxl_sd_unet_gets_ldm_s_y_vector(offered):
     freqs = [math.exp(-math.log(10000) * i / 4) for i in range(4)]
     reference = [f(v * k) for v in (64, 64, 0, 0, 64, 64) for f in (math.cos, math.sin) for k in freqs]
     assert torch.allclose(y[0, 48:].float(), torch.tensor(reference), atol=1e-4)
+
+
+def test_an_sd_unet_that_cannot_activate_is_refused_and_fails_only_the_job_that_asks(offered):
+    from modules.job_errors import GenerationError
+
+    class BrokenEngine(sd_unet.SdUnetOption):
+        label = "[TRT] broken"
+
+        def create_unet(self):
+            raise RuntimeError("engine file is missing")
+
+    def offer(res):
+        res.append(BrokenEngine())
+    script_callbacks.on_list_unets(offer)
+    try:
+        model_options.register(offered.opts)
+        _set(offered, "sd_unet", "[TRT] tiny-sd1")
+        calls.clear()
+        before = offered.opts.sd_unet
+        with pytest.raises(OptionError, match=r"UNet '\[TRT\] broken' \(from base/test_model_options.py/"
+                                              r"list_unets[-0-9]*\) could not be created: RuntimeError: engine file"):
+            _set(offered, "sd_unet", "[TRT] broken")
+        assert offered.opts.sd_unet == before
+        assert isinstance(sd_unet.current_unet, ZeroUnet) and calls == []  # the previous one stays
+        with pytest.raises(GenerationError, match="engine file is missing"):
+            _job(offered, sd_unet="[TRT] broken")
+        _job(offered, sd_unet="None")  # the next job runs
+    finally:
+        script_callbacks.remove_callbacks_for_function(offer)
+        model_options.register(offered.opts)
