@@ -67,8 +67,11 @@ def _builtin():
 
 def find_optimizer(selection: str):
     """What a setting value means: Automatic → the one a command-line flag names (cmd_opt), else
-    the highest priority; a title → that one; anything else (None, A1111 kernels we do not ship)
-    → our built-in, with a warning, as generation.md §17 says."""
+    the highest priority (with --disable-opt-split-attention: our built-in); a title → that one;
+    anything else (None, A1111 kernels we do not ship) → our built-in, with a warning
+    (generation.md §17)."""
+    if selection == "Automatic" and getattr(shared.cmd_opts, "disable_opt_split_attention", False):
+        return _builtin()  # A1111: no optimisation; plain attention is ours
     if selection == "Automatic":
         flagged = [o for o in optimizers if o.cmd_opt and getattr(shared.cmd_opts, o.cmd_opt, False)]
         return (flagged or optimizers or [None])[0]

@@ -205,7 +205,10 @@ def test_an_sdxl_sd_unet_gets_ldm_s_y_vector(offered):
     script_callbacks.on_list_unets(offer)
     try:
         model_options.register(offered.opts)
+        _set(offered, "cross_attention_optimization", "fast-attn - an extension's")
+        calls.clear()
         _job(offered, sd_model_checkpoint="tiny-sdxl", sd_unet="[TRT] any")
+        assert calls == ["fast.undo", "fast.apply"]  # applied again for the model that loaded
     finally:
         script_callbacks.remove_callbacks_for_function(offer)
         model_options.register(offered.opts)
