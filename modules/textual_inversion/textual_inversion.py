@@ -285,6 +285,9 @@ class EmbeddingDatabase:
     def load_textual_inversion_embeddings(self, widths: dict | None, force_reload: bool = False) -> None:
         """Rescan the folders if anything changed. `widths`: what the loaded model needs
         ({"default": 768}, {"clip_l": 768, "clip_g": 1280}); None accepts every width."""
+        if self.base is not None:  # a job's bundled-embeddings view has no folders of its own
+            self.base.load_textual_inversion_embeddings(widths, force_reload)
+            return
         with self._lock:
             files = self._list_files()
             state = (None if widths is None else tuple(sorted(widths.items())), tuple(files))
