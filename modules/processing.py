@@ -91,8 +91,12 @@ class StableDiffusionProcessing:
         known = dict(item.split(": ", 1)
                      for item in self.extra_generation_params.get("TI hashes", "").split(", ") if item)
         for name, embedding in used.items():
-            if getattr(embedding, "shorthash", None):
-                known[name.replace(":", "").replace(",", "")] = embedding.shorthash
+            key = name.replace(":", "").replace(",", "")
+            bundled_in = getattr(embedding, "bundled_in", None)
+            if bundled_in is not None:  # bundled in a LoRA: its name as written, or empty (networks.md §3.11)
+                known[key] = bundled_in if shared.opts.lora_bundled_ti_to_infotext else ""
+            elif getattr(embedding, "shorthash", None):
+                known[key] = embedding.shorthash
         if known:
             self.extra_generation_params["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in known.items())
 

@@ -100,6 +100,8 @@ class ExtraNetworkLora(extra_networks.ExtraNetwork):
             say(f"Lora not applied, made for another model family: {', '.join(report.refused)}")
         for name, keys in report.unmatched.items():
             say(f"Lora {name}: {len(keys)} keys match no layer of the model: {_names_text(keys)}")
+        if report.bundled_shadowed:
+            say("Bundled embeddings skipped, the embeddings folder has the name: " + ", ".join(report.bundled_shadowed))
         if report.errors:
             say("Networks with errors: " + ", ".join(f"{n} ({c})" for n, c in report.errors.items()))
 

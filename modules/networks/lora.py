@@ -9,7 +9,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from modules.networks import files, keymap, network_file, network_types, patching
+from modules.networks import bundled, files, keymap, network_file, network_types, patching
 from modules.networks.files import SdVersion  # noqa: F401 (A1111 name: network.SdVersion)
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class ActivationReport:
     refused: list = field(default_factory=list)          # "name (SDXL network, SD1 model)"
     unmatched: dict = field(default_factory=dict)        # name -> [module names]
     errors: dict = field(default_factory=dict)           # name -> failed layer count
+    bundled_shadowed: list = field(default_factory=list)  # "emb (in name)": an embeddings file wins
     networks: list = field(default_factory=list)         # LoadedNetwork, applied
 
 
@@ -166,6 +167,8 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
     if model is None:
         patcher.restore_all()
         loaded_networks = []
+        for other in list(_keyed_models):
+            _unkey(other)
         return report
 
     found = _resolve(list(names)) if names else {}
@@ -215,7 +218,8 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
             patch = patching.LayerPatch(net.name, net.key, net.data.prepared[module_name], multiplier,
                                         net.dyn_dim, module_name)
             wanted.setdefault(id(target.module), (target.module, []))[1].append(patch)
-    patcher.apply(wanted)
+    functional = bool(getattr(shared.opts, "lora_functional", False))
+    patcher.apply(wanted, functional=functional)
     report.errors = dict(patcher.failures)
     report.networks = new_set
     loaded_networks = new_set
@@ -224,12 +228,32 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
     # the patcher restored every layer not wanted here, other models' included: their conds are plain
     for other in list(_keyed_models):
         if other is not model:
-            other.network_cond_key = ()
-    model.network_cond_key = tuple((n.key, n.te_multiplier, n.dyn_dim) for n in new_set
-                                   if any(t.is_te for t in n.modules.values()))
+            _unkey(other)
+    report.bundled_shadowed = _bundle_embeddings(model, new_set)
+    model.network_cond_key = tuple((n.key, n.te_multiplier, n.dyn_dim, functional) for n in new_set
+                                   if n.data.bundled_embeddings or any(t.is_te for t in n.modules.values()))
     _keyed_models.add(model)
     purge_cache(limit)
     return report
+
+
+def _bundle_embeddings(model, nets: list[LoadedNetwork]) -> list[str]:
+    """The model's embeddings become the folders' plus those bundled in the active set (a later
+    network's embedding of the same name replaces an earlier one's)."""
+    by_name, origin = {}, {}
+    for net in nets:
+        for embedding in bundled.embeddings_of(net.data.bundled_embeddings, net.data.filename, net.name):
+            by_name[embedding.name] = embedding
+            origin[embedding.name] = net.name
+    shadowed = bundled.point_model_at(model, list(by_name.values()))
+    return [f"{name} (in {origin[name]})" for name in shadowed]
+
+
+def _unkey(model) -> None:
+    """A model with no network active: plain conds, the folders' embeddings only."""
+    model.network_cond_key = ()
+    if getattr(model, "embedding_db", None) is not None:
+        bundled.point_model_at(model, [])
 
 
 def reapply(model) -> ActivationReport:
@@ -248,4 +272,4 @@ def restore_all() -> None:
     from modules import shared
     model = shared.model_holder.sd_model if shared.model_holder is not None else None
     for other in list(_keyed_models) + ([model] if model is not None else []):
-        other.network_cond_key = ()
+        _unkey(other)

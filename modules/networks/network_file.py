@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from modules.networks import files, keymap, network_types
+from modules.networks import bundled as bundled_embeddings, files, keymap, network_types
 
 
 class NetworkLoadError(ValueError):
@@ -28,7 +28,7 @@ class NetworkData:
     metadata: dict
     groups: dict[str, dict[str, torch.Tensor]]
     sd_version: str = files.SdVersion.Unknown
-    bundled_embeddings: dict = field(default_factory=dict)
+    bundled_embeddings: dict = field(default_factory=dict)  # embedding name -> its file data (§3.11)
     sdxl_text_names: bool = False
     # (st_mtime_ns, st_size) of the file taken before it was read: a file that changes after (or
     # while) it is read no longer matches, so it is read again
@@ -101,8 +101,13 @@ def load_network_file(path: str, name: str | None = None, sdxl_text_names: bool 
             metadata = files.read_safetensors_metadata(path)
         except ValueError as e:
             raise NetworkLoadError(str(e)) from None
-    bundled = {k: v for k, v in state.items() if k.startswith("bundle_emb.")}
-    groups = keymap.group_state_dict({k: v for k, v in state.items() if k not in bundled}, sdxl_text_names)
+    try:
+        bundled = bundled_embeddings.group_bundled(state, path)
+        bundled_embeddings.embeddings_of(bundled, path, name)  # a malformed one fails the file here
+    except bundled_embeddings.BundleError as e:
+        raise NetworkLoadError(str(e)) from None
+    groups = keymap.group_state_dict({k: v for k, v in state.items() if not k.startswith(bundled_embeddings.PREFIX)},
+                                     sdxl_text_names)
     for module, parts in groups.items():
         try:
             network_types.network_type(parts)

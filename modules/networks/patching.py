@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules.networks import network_types
+from modules.networks import functional, network_types
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,21 @@ class Patcher:
         self.failure_details: list[str] = []
 
     @staticmethod
-    def _key(patches: list[LayerPatch]) -> tuple:
-        return tuple((p.network_key, p.multiplier, p.dyn) for p in patches)
+    def _key(patches: list[LayerPatch], functional: bool = False) -> tuple:
+        return (functional,) + tuple((p.network_key, p.multiplier, p.dyn) for p in patches)
 
     def patched_modules(self) -> list[torch.nn.Module]:
         return [m for m in (ref() for ref in self._patched) if m is not None]
 
     @torch.no_grad()
-    def apply(self, wanted: dict[int, tuple[torch.nn.Module, list[LayerPatch]]]) -> None:
-        """Make exactly the layers in `wanted` ({id(module): (module, patches)}) patched."""
+    def apply(self, wanted: dict[int, tuple[torch.nn.Module, list[LayerPatch]]], functional: bool = False) -> None:
+        """Make exactly the layers in `wanted` ({id(module): (module, patches)}) patched; with
+        `functional` (setting lora_functional) the weights stay as they are and each layer adds
+        the networks' output in its forward instead (networks.md §4.3)."""
         self.failures = Counter()
         self.failure_details = []
         still = []
-        keys = {i: self._key(patches) for i, (_, patches) in wanted.items()}
+        keys = {i: self._key(patches, functional) for i, (_, patches) in wanted.items()}
         for module in self.patched_modules():
             key = keys.get(id(module))
             if key is None or _state(module, "network_patch_key") != key:
@@ -112,8 +114,30 @@ class Patcher:
             key = keys[i]
             if _state(module, "network_patch_key") == key:
                 continue
-            self._patch(module, patches, key)
+            if functional:
+                self._hook(module, patches, key)
+            else:
+                self._patch(module, patches, key)
             self._patched.append(weakref.ref(module))
+
+    def _fail(self, patch: LayerPatch, shape, error) -> None:
+        self.failures[patch.network_name] += 1
+        detail = f"{patch.network_name}: layer {patch.module_name} (weight {tuple(shape)}): {error}"
+        self.failure_details.append(detail)
+        log.info("network layer not applied: %s", detail)
+
+    def _hook(self, module, patches: list[LayerPatch], key: tuple) -> None:
+        """lora_functional: a forward hook adding each network's output; weights untouched."""
+        weight, bias = stored_tensors(module)
+        terms = []
+        for patch in patches:
+            try:
+                terms.append(functional.term_for(module, patch, weight.detach(), None if bias is None else bias.detach()))
+            except (ValueError, RuntimeError, IndexError) as e:
+                self._fail(patch, weight.shape, e)
+        if terms:
+            _set_state(module, "network_hook", module.register_forward_hook(functional.ForwardAdd(terms)))
+        _set_state(module, "network_patch_key", key)
 
     def _patch(self, module, patches: list[LayerPatch], key: tuple) -> None:
         weight, bias = stored_tensors(module)
@@ -140,10 +164,7 @@ class Patcher:
                     dw, db = network_types.compute_prepared(patch.group, w, b, patch.multiplier, patch.dyn,
                                                             patch.module_name)
             except (ValueError, RuntimeError, IndexError) as e:
-                self.failures[patch.network_name] += 1
-                detail = f"{patch.network_name}: layer {patch.module_name} (weight {tuple(w.shape)}): {e}"
-                self.failure_details.append(detail)
-                log.info("network layer not applied: %s", detail)
+                self._fail(patch, w.shape, e)
                 continue
             w = w.add_(dw) if in_place else w + dw
             if db is not None:
@@ -181,7 +202,13 @@ def stored_tensors(module) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def restore_module(module) -> None:
-    """The layer's original weight and bias back from its backup (call under torch.no_grad())."""
+    """The layer's original weight and bias back from its backup, its functional hook removed
+    (call under torch.no_grad())."""
+    hook = _state(module, "network_hook")
+    if hook is not None:
+        hook.remove()
+        _set_state(module, "network_hook", None)
+        _set_state(module, "network_patch_key", None)
     backup = _state(module, "network_backup")
     if backup is None:
         return

@@ -56,6 +56,9 @@ class Embedding:
         self.sd_checkpoint: str | None = None
         self.sd_checkpoint_name: str | None = None
         self.hash: str | None = None
+        # set for an embedding bundled in a LoRA file: the LoRA name as written in the prompt,
+        # what `TI hashes` records for it (networks.md §3.11)
+        self.bundled_in: str | None = None
         if isinstance(vec, dict):
             self.vectors = int(vec["clip_g"].shape[0])
             # A1111 reports the concatenated width (768 + 1280 = 2048) for SDXL embeddings
@@ -232,6 +235,7 @@ class EmbeddingDatabase:
         self._scanned: tuple | None = None  # (widths, file signature) of the last scan
         self._ids_lookup: dict[int, list[tuple[list[int], Embedding]]] | None = None
         self._lock = threading.RLock()
+        self.base: "EmbeddingDatabase | None" = None  # the folders' database, for a with_bundled view
 
     def add_embedding_dir(self, path: str) -> None:
         path = os.path.abspath(path)
@@ -281,6 +285,9 @@ class EmbeddingDatabase:
     def load_textual_inversion_embeddings(self, widths: dict | None, force_reload: bool = False) -> None:
         """Rescan the folders if anything changed. `widths`: what the loaded model needs
         ({"default": 768}, {"clip_l": 768, "clip_g": 1280}); None accepts every width."""
+        if self.base is not None:  # a job's bundled-embeddings view has no folders of its own
+            self.base.load_textual_inversion_embeddings(widths, force_reload)
+            return
         with self._lock:
             files = self._list_files()
             state = (None if widths is None else tuple(sorted(widths.items())), tuple(files))
@@ -335,6 +342,26 @@ class EmbeddingDatabase:
             self.skipped_embeddings = {k: v for k, v in self.skipped_embeddings.items() if k != embedding.name}
             self.word_embeddings = {**self.word_embeddings, embedding.name: embedding}
             self._ids_lookup = None
+
+    def with_bundled(self, bundled: list[Embedding], widths: dict | None) -> tuple["EmbeddingDatabase", list[str]]:
+        """A read-only view for one job: this database plus embeddings bundled in active LoRA
+        files (networks.md §3.11). A name the folders already loaded keeps the file's embedding
+        (the bundled one is returned in the second list); one of the wrong width is listed as
+        skipped. This database is left unchanged."""
+        view = EmbeddingDatabase(tokenize=self.tokenize)
+        view.hash_cache = self.hash_cache
+        loaded, skipped, shadowed = dict(self.word_embeddings), dict(self.skipped_embeddings), []
+        for embedding in bundled:
+            if embedding.name in self.word_embeddings:
+                shadowed.append(embedding.name)
+                continue
+            target, other = (loaded, skipped) if embedding.fits(widths) else (skipped, loaded)
+            other.pop(embedding.name, None)
+            target[embedding.name] = embedding
+        view.word_embeddings, view.skipped_embeddings = loaded, skipped
+        view.errors = self.errors
+        view.base = self
+        return view, shadowed
 
     def _lookup(self) -> dict[int, list[tuple[list[int], Embedding]]]:
         """First token id -> [(name ids, embedding)], longest name first; built on first use so
