@@ -191,3 +191,26 @@ def test_img2img_only_masked_crops_the_control_image(webui_session, data_dir):
     masked = torch.zeros(64, 64, dtype=torch.bool)
     masked[16:48, 16:48] = True
     assert (inpaint_hint[:, masked] == -1).all() and (inpaint_hint[:, ~masked] >= 0).all()
+
+
+# -- a 9-channel inpainting base UNet: the ControlNet sees the 4 latent channels only (§3.6) ------
+
+def test_controlnet_with_a_nine_channel_inpainting_checkpoint(webui_session, data_dir):
+    shared = webui_session
+    write_tiny_controlnets(data_dir / "models" / "ControlNet")
+    info = sd_models.find_checkpoint("tiny-sd1-inpaint")
+    shared.job_queue.run(lambda: shared.model_holder.switch_to(info))
+    assert shared.model_holder.sd_model.unet.config.in_channels == 9
+    image = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def generate(weight):
+        control = [] if weight is None else [units.ControlNetUnit(
+            enabled=True, module="none", model="tiny_sd15_canny", weight=weight, image=Image.fromarray(image))]
+        p = processing.StableDiffusionProcessingTxt2Img(
+            prompt="a cat", steps=3, width=64, height=64, seed=9, cfg_scale=5.0, sampler_name="Euler",
+            do_not_save_samples=True, do_not_save_grid=True, controlnet_units=control)
+        return np.asarray(shared.job_queue.run(lambda: processing.process_images(p)).images[0])
+
+    plain = generate(None)
+    assert np.array_equal(generate(0.0), plain)
+    assert not np.array_equal(generate(1.0), plain)
