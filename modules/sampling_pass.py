@@ -203,11 +203,17 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     noise = rng.ImageRNG(latent_shape, seeds, subseeds, p.subseed_strength,
                          p.seed_resize_from_h, p.seed_resize_from_w, source=opts.randn_source,
                          device=device, eta_noise_seed_delta=opts.eta_noise_seed_delta)
+    control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
+    if control is not None:
+        control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
     if spec.init_latent is None:
         factor, noise_keys = sd_samplers.initial_noise_multiplier(spec.sampler, sigmas, opts)
         p.extra_generation_params.update(noise_keys)
         first_noise = noise.first().to(device)
         x = first_noise * factor
+        start = None if control is None else control.initial_latent(first_noise, schedule.alphas_cumprod)
+        if start is not None:  # inpaint_only+lama (controlnet.md §3.8)
+            x = start
     else:
         multiplier = opts.initial_noise_multiplier if spec.noise_multiplier is None else spec.noise_multiplier
         start_noise = noise.first().to(device) if spec.start_noise is None else spec.start_noise.to(device)
@@ -224,9 +230,6 @@ def run_pass(p, model, spec: PassSpec, seeds, subseeds) -> torch.Tensor:
     if spec.mask is not None:
         blend = LatentBlend(p, spec.init_latent.to(device), spec.mask.to(device), spec.nmask.to(device))
 
-    control = getattr(p, "controlnet_hook", None)  # ControlNet units of this job (modules.controlnet)
-    if control is not None:
-        control.begin_pass(len(sigmas) - 1, hires=spec.hires_steps is not None)
     guidance, used = _guidance(p, model, spec, device, control)
     p.record_embeddings(used)
     if getattr(p, "scripts", None) is not None:  # extension hook, before every sampling pass

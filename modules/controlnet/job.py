@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules import shared
 from modules.controlnet import hint as hints
-from modules.controlnet import inpaint_only, model_files, model_loading, preprocessors
+from modules.controlnet import inpaint_only, lama, model_files, model_loading, preprocessors
 from modules.controlnet.residuals import ControlHook, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, UnitError, units_from_args
 
@@ -139,6 +139,21 @@ def _only_masked_box(p, unit: ControlNetUnit, pre):
     return (x, y, x + w, y + h), mask.size
 
 
+def _lama_filled(maps_at: dict, pre, sd_model, number: int) -> dict:
+    """Each pass's fitted RGBA map with its hole (Resize and Fill's padding included) filled by LaMa."""
+    path = preprocessors.weight_path(pre)
+    if path is None:  # removed since the units were checked
+        try:
+            preprocessors.check_usable(pre)
+        except preprocessors.PreprocessorError as e:
+            raise ControlNetError(f"ControlNet unit {number}: {e}") from None
+    try:
+        net = lama.load(path, sd_model.device_config.device)
+    except preprocessors.PreprocessorError as e:
+        raise ControlNetError(f"ControlNet unit {number}: {e}") from None
+    return {name: lama.fill(net, m) for name, m in maps_at.items()}
+
+
 def unit_count() -> int:
     """How many unit slots a job has (control_net_unit_count, 1 to 10 as the extension allows)."""
     return max(1, min(10, int(shared.opts.control_net_unit_count)))
@@ -191,13 +206,16 @@ def prepare(p, units: list[ControlNetUnit]) -> ControlHook | None:
             raise ControlNetError(f"ControlNet unit {number}: {e}") from None
         param = next(net.parameters())  # hints are made once on the net's device, not at every step
         maps_at = {name: hints.fit(detected, w, h, unit.resize_mode) for name, (w, h) in targets.items()}
+        if pre.name == "inpaint_only+lama":  # §3.8: the hole filled by LaMa at each pass's size
+            maps_at = _lama_filled(maps_at, pre, p.sd_model, number)
         fitted = {name: hints.to_tensor(m).to(param.device, param.dtype) for name, m in maps_at.items()}
         keep = {}
-        if pre.name == "inpaint_only":  # §3.8: the hint is kept outside the mask, per step and after decoding
+        if pre.name in preprocessors.INPAINT_ONLY_NAMES:  # §3.8: the hint is kept outside the mask
             sigma = int(shared.opts.control_net_inpaint_blur_sigma)
             keep = {name: inpaint_only.prepare_target(p.sd_model, m, sigma) for name, m in maps_at.items()}
         prepared.append(PreparedUnit(number, net, unit.weight, unit.guidance_start, unit.guidance_end,
-                                     unit.control_mode, unit.hr_option, fitted, keep))
+                                     unit.control_mode, unit.hr_option, fitted, keep,
+                                     start_from_hint=pre.name == "inpaint_only+lama"))
         p.extra_generation_params[f"ControlNet {number}"] = unit.infotext(entry.title)
         if unit.save_detected_map and pre.name != "none":
             maps.append((pre.name, Image.fromarray(detected[:, :, :3])))

@@ -190,7 +190,12 @@ PREPROCESSORS: list[Preprocessor] = [
                  needs_mask=True),
     Preprocessor("inpaint_only", "inpaint_only", ("Inpaint",), _full_size(lambda x: x), (None, None, None),
                  priority=50, needs_mask=True),
+    # the RGBA map passes through here; LaMa fills the hole once the map has the pass's size (job.py)
+    Preprocessor("inpaint_only+lama", "inpaint_only+lama", ("Inpaint",), _full_size(lambda x: x),
+                 (None, None, None), weights=("lama", "ControlNetLama.pth"), needs_mask=True),
 ]
+
+INPAINT_ONLY_NAMES = ("inpaint_only", "inpaint_only+lama")  # keep the hint outside the mask (§3.8)
 
 # network preprocessors: (name, label, tags, (sub-folder, file), priority)
 _NETWORK_PREPROCESSORS = [
@@ -229,7 +234,6 @@ _NETWORK_PREPROCESSORS = [
     ("oneformer_coco", "seg_ofcoco", ("Segmentation",), ("oneformer", "150_16_swin_l_oneformer_coco_100ep.pth"), 0),
     ("segmentation", "seg_ufade20k", ("Segmentation",), ("uniformer", "upernet_global_small.pth"), 0),
     ("anime_face_segment", "seg_anime_face", ("Segmentation",), ("anime_face_segment", "UNet.pth"), 0),
-    ("inpaint_only+lama", "inpaint_only+lama", ("Inpaint",), ("lama", "ControlNetLama.pth"), 0),
 ]
 
 
@@ -285,8 +289,8 @@ def find(name: str) -> Preprocessor:
 def check_usable(pre: Preprocessor) -> None:
     if pre.weights is not None and weight_path(pre) is None:
         sub, file = pre.weights
-        raise PreprocessorError(f"Preprocessor '{pre.label}' needs {file} in "
-                                f"{os.path.join(annotator_folders()[0], sub)}; downloads are disabled")
+        raise PreprocessorError(f"Preprocessor '{pre.label}' needs {file}: put it in the folder "
+                                f"{os.path.join(annotator_folders()[0], sub)} (downloads are disabled)")
     if pre.run is None:
         raise PreprocessorError(f"Preprocessor '{pre.label}' needs a network that this version does not run yet; "
                                 f"choose one of the image-operation preprocessors (canny, threshold, ...)")

@@ -26,6 +26,7 @@ class PreparedUnit:
     hr_option: str
     hints: dict = field(default_factory=dict)  # "first" / "hires" -> [1, 3, h, w] float in the net's dtype
     inpaint_only: dict = field(default_factory=dict)  # "first" / "hires" -> InpaintOnlyTarget (§3.8)
+    start_from_hint: bool = False  # inpaint_only+lama: the first pass starts from the filled hint's latent
 
 
 def soft_scales(weight: float, count: int) -> list[float]:
@@ -85,6 +86,23 @@ class ControlHook:
         if down is None:
             return {}
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+    def initial_latent(self, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor | None:
+        """The first pass's starting x for an inpaint_only+lama unit (§3.8), else None (plain noise).
+
+        q_sample(z_lama, 999, ε) = √ᾱ·z_lama + √(1 − ᾱ)·ε is the UNet's input at t = 999; the sampler
+        holds x in k-diffusion scale (the UNet sees x·√ᾱ), so x = q_sample / √ᾱ. z_lama is the unit's
+        z₀: the VAE latent of the LaMa-filled hint. The first such unit in this pass decides."""
+        if self.pass_name != "first":
+            return None
+        for unit in self.units:
+            target = unit.inpaint_only.get("first")
+            if unit.start_from_hint and target is not None and self._in_this_pass(unit):
+                a = alphas_cumprod[999].to(noise.device, torch.float32)
+                z = target.z0.to(noise.device, noise.dtype)
+                q = a.sqrt() * z + (1 - a).sqrt() * noise
+                return q / a.sqrt()
+        return None
 
     def restore_denoised(self, denoised: torch.Tensor) -> torch.Tensor:
         """The denoiser's prediction D of every row, with each active inpaint_only unit's hint kept
