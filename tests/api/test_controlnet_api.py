@@ -10,7 +10,7 @@ import requests
 import webuiapi
 from PIL import Image
 
-from tests.controlnet_models import write_tiny_controlnets
+from tests.controlnet_models import write_random_lama, write_tiny_controlnets
 
 
 def b64(image: Image.Image) -> str:
@@ -93,6 +93,8 @@ def test_txt2img_with_a_unit_returns_image_map_and_infotext(cn_server):
     ({"module": "canny", "model": "missing", "image": "x"}, "unit 0: image is not"),
     ({"module": "canny", "model": "missing"}, "unit 0: ControlNet model 'missing' not found"),
     ({"module": "depth_midas", "model": "tiny_sd15_canny", "image": None}, "needs dpt_hybrid-midas"),
+    ({"module": "inpaint_only+lama", "model": "tiny_sd15_canny", "image": None},
+     "needs ControlNetLama.pth: put it in the folder"),
     ({"model": "tiny_sd15_canny", "weight": 5}, "unit 0: weight must be between 0 and 2"),
 ])
 def test_bad_units_are_a_422_naming_unit_and_field(cn_server, unit, message):
@@ -158,3 +160,23 @@ def test_img2img_unit_without_image_uses_the_init_image(cn_server):
     reference = __import__("cv2").Canny(np.asarray(square()), 100, 200)
     assert np.array_equal(detected, reference)  # the map of the init image
     assert 'ControlNet 0: "Module: canny' in json.loads(data["info"])["infotexts"][0]
+
+
+def test_img2img_inpaint_only_lama_unit(cn_server, data_dir):
+    """The module by its name in an img2img request, once its weights are in place (removed after:
+    the 422 case above runs without them)."""
+    lama = data_dir / "models" / "ControlNetPreprocessor" / "lama" / "ControlNetLama.pth"
+    write_random_lama(lama)
+    try:
+        mask = np.zeros((64, 64), dtype=np.uint8)
+        mask[16:48, 8:40] = 255
+        unit = {"enabled": True, "module": "inpaint_only+lama", "model": "tiny_sd15_canny",
+                "image": {"image": b64(square()), "mask": b64(Image.fromarray(mask))}}
+        body = {"prompt": "a cat", "steps": 3, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler",
+                "init_images": [b64(square())], "denoising_strength": 0.6,
+                "alwayson_scripts": {"controlnet": {"args": [unit]}}}
+        answer = requests.post(cn_server.url + "/sdapi/v1/img2img", json=body, timeout=300)
+    finally:
+        lama.unlink()
+    assert answer.status_code == 200, answer.text
+    assert 'ControlNet 0: "Module: inpaint_only+lama' in json.loads(answer.json()["info"])["infotexts"][0]
