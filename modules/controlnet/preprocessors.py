@@ -289,8 +289,8 @@ def find(name: str) -> Preprocessor:
 def check_usable(pre: Preprocessor) -> None:
     if pre.weights is not None and weight_path(pre) is None:
         sub, file = pre.weights
-        raise PreprocessorError(f"Preprocessor '{pre.label}' needs {file}: put it in the folder "
-                                f"{os.path.join(annotator_folders()[0], sub)} (downloads are disabled)")
+        raise PreprocessorError(f"Preprocessor '{pre.label}' needs {file} in "
+                                f"{os.path.join(annotator_folders()[0], sub)}; downloads are disabled")
     if pre.run is None:
         raise PreprocessorError(f"Preprocessor '{pre.label}' needs a network that this version does not run yet; "
                                 f"choose one of the image-operation preprocessors (canny, threshold, ...)")
