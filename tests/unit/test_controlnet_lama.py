@@ -129,3 +129,30 @@ def test_txt2img_starts_from_q_sample_of_the_lama_latent(webui_session, data_dir
     assert np.array_equal(plain[kept], colour[kept])
     inside = inpaint_only.blend_mask(mask, 7) == 1
     assert not np.array_equal(out[inside], plain[inside])  # another start: another fill
+
+
+def test_hook_starts_only_the_first_pass_of_a_lama_unit_that_runs_there():
+    from modules.controlnet.residuals import ControlHook, PreparedUnit
+    z0 = torch.full((1, 4, 2, 2), 2.0)
+    target = inpaint_only.InpaintOnlyTarget(z0=z0, latent_mask=torch.zeros(1, 1, 2, 2),
+                                            colour=torch.zeros(1, 3, 16, 16), blend_mask=torch.zeros(1, 1, 16, 16))
+    noise = torch.ones(2, 4, 2, 2)
+    table = noise_schedule.scaled_linear_alphas_cumprod()
+    sigma = ((1 - table[999]) / table[999]).sqrt()
+
+    def hook(hr_option="Both", start_from_hint=True, hires=True):
+        unit = PreparedUnit(0, None, 1.0, 0.0, 1.0, "Balanced", hr_option, {"first": None, "hires": None},
+                            {"first": target, "hires": target}, start_from_hint=start_from_hint)
+        return ControlHook([unit], hires_enabled=hires)
+
+    h = hook()
+    h.begin_pass(3, hires=False)
+    assert torch.allclose(h.initial_latent(noise, table), z0 + sigma * noise)  # z + σ₉₉₉·ε in k-diffusion scale
+    h.begin_pass(3, hires=True)
+    assert h.initial_latent(noise, table) is None
+    only_hires = hook(hr_option="High res only")
+    only_hires.begin_pass(3, hires=False)
+    assert only_hires.initial_latent(noise, table) is None
+    plain = hook(start_from_hint=False)
+    plain.begin_pass(3, hires=False)
+    assert plain.initial_latent(noise, table) is None
