@@ -11,6 +11,7 @@ import re
 import torch
 
 from modules.controlnet.model_files import ControlNetFile
+from modules.models import attention_call
 
 DIFFUSERS_MARKER = "controlnet_cond_embedding.conv_in.weight"
 LDM_MARKER = "input_hint_block.0.weight"
@@ -243,4 +244,5 @@ def load_controlnet(entry: ControlNetFile, unet_config: dict, model_family: str)
     if family != base_family:
         raise ControlNetLoadError(f"ControlNet {entry.title} is a {family.upper()} model; the loaded checkpoint "
                                   f"is {base_family.upper()}. Choose a ControlNet made for {base_family.upper()}.")
+    attention_call.install(net)  # as the checkpoint's UNet (modules.models.attention_call)
     return net.eval().requires_grad_(False)
