@@ -1,0 +1,99 @@
+"""Model-based ControlNet preprocessors (controlnet.md §4.3): each detector takes the pad-resized RGB
+uint8 image (multiples of 64) and returns a gray uint8 map of the same size, transformed as the
+extension's detector does; `scribble` then works on the map cropped back, as the extension does."""
+import cv2
+import numpy as np
+import torch
+
+from modules.controlnet import annotator_nets
+from modules.controlnet.annotator_nets import AnnotatorError  # noqa: F401  (callers catch it from here)
+
+
+def _tensor(image: np.ndarray, scale: float, offset: float = 0.0) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(image)).float().permute(2, 0, 1)[None]
+    return (x * scale + offset).to(annotator_nets.device())
+
+
+def safe_step(x: np.ndarray, step: int = 2) -> np.ndarray:
+    """Quantise 0..1 to step + 1 levels (floor), the extension's "safe" edge maps."""
+    return (x.astype(np.float32) * (step + 1)).astype(np.int32).astype(np.float32) / step
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (x * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def hed(path, image, a, b, safe=False):
+    """RGB 0..255 in; the five side outputs resized to the image, averaged, sigmoid."""
+    net = annotator_nets.load("hed", path)
+    h, w = image.shape[:2]
+    with torch.no_grad():
+        sides = net(_tensor(image, 1.0))
+    sides = [cv2.resize(s[0, 0].float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR) for s in sides]
+    edge = 1 / (1 + np.exp(-np.mean(np.stack(sides, axis=2), axis=2).astype(np.float64)))
+    return _to_uint8(safe_step(edge) if safe else edge)
+
+
+def pidinet(path, image, a, b, safe=False, binary=False):
+    """BGR 0..1 in; the last (fused) output. `binary` (the T2I sketch) keeps > 0.5."""
+    net = annotator_nets.load("pidinet", path)
+    with torch.no_grad():
+        edge = net(_tensor(image[:, :, ::-1], 1 / 255))[-1][0, 0].float().cpu().numpy()
+    if binary:
+        edge = (edge > 0.5).astype(np.float32)
+    return _to_uint8(safe_step(edge) if safe else edge)
+
+
+def lineart(path, image, a, b):
+    """RGB 0..1 in; the network draws black lines on white: inverted to white on black."""
+    net = annotator_nets.load("lineart", path)
+    with torch.no_grad():
+        line = net(_tensor(image, 1 / 255))[0, 0].float().cpu().numpy()
+    return 255 - _to_uint8(line)
+
+
+def lineart_anime(path, image, a, b):
+    """RGB in −1..1 at multiples of 256 (bicubic there and back); inverted like lineart."""
+    net = annotator_nets.load("lineart_anime", path)
+    h, w = image.shape[:2]
+    hn, wn = 256 * int(np.ceil(h / 256)), 256 * int(np.ceil(w / 256))
+    feed = cv2.resize(image, (wn, hn), interpolation=cv2.INTER_CUBIC)
+    with torch.no_grad():
+        line = net(_tensor(feed, 1 / 127.5, -1.0))[0, 0].float().cpu().numpy() * 127.5 + 127.5
+    line = cv2.resize(line, (w, h), interpolation=cv2.INTER_CUBIC)
+    return 255 - line.clip(0, 255).astype(np.uint8)
+
+
+_LINE_FILTERS = [np.array(f, dtype=np.uint8) for f in (
+    [[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [0, 1, 0], [0, 1, 0]],
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]])]
+
+
+def thin_lines(x: np.ndarray, threshold: float, sigma: float) -> np.ndarray:
+    """Non-maximum suppression along the four directions of a blurred map, then a threshold."""
+    blurred = cv2.GaussianBlur(x.astype(np.float32), (0, 0), sigma)
+    kept = np.zeros_like(blurred)
+    for f in _LINE_FILTERS:
+        np.putmask(kept, cv2.dilate(blurred, kernel=f) == blurred, blurred)
+    return np.where(kept > threshold, 255, 0).astype(np.uint8)
+
+
+def scribble(edge: np.ndarray) -> np.ndarray:
+    """Soft edges to scribble lines: thinned at 127, blurred σ3, every pixel above 4 drawn."""
+    lines = cv2.GaussianBlur(thin_lines(edge, 127, 3.0), (0, 0), 3.0)
+    return np.where(lines > 4, 255, 0).astype(np.uint8)
+
+
+# preprocessor name -> (detector on the padded image, transform of the cropped map or None)
+DETECTORS = {
+    "hed": (hed, None),
+    "hed_safe": (lambda p, x, a, b: hed(p, x, a, b, safe=True), None),
+    "scribble_hed": (hed, scribble),
+    "pidinet": (pidinet, None),
+    "pidinet_safe": (lambda p, x, a, b: pidinet(p, x, a, b, safe=True), None),
+    "pidinet_scribble": (pidinet, scribble),
+    "pidinet_sketch": (lambda p, x, a, b: pidinet(p, x, a, b, binary=True), None),
+    "lineart": (lineart, None),
+    "lineart_coarse": (lineart, None),
+    "lineart_anime": (lineart_anime, None),
+}
