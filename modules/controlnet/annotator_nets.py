@@ -42,8 +42,13 @@ def _pidinet():
     return _aux("pidi.model").pidinet()
 
 
+def _mlsd():
+    return _aux("mlsd.models.mbv2_mlsd_large").MobileV2_MLSD_Large()
+
+
 # kind -> builder of the empty network
-BUILDERS = {"hed": _hed, "lineart": _lineart, "lineart_anime": _lineart_anime, "pidinet": _pidinet}
+BUILDERS = {"hed": _hed, "lineart": _lineart, "lineart_anime": _lineart_anime, "pidinet": _pidinet,
+            "mlsd": _mlsd}
 
 _cache: dict[tuple, torch.nn.Module] = {}
 _lock = threading.Lock()

@@ -64,6 +64,33 @@ def lineart_anime(path, image, a, b):
     return 255 - line.clip(0, 255).astype(np.uint8)
 
 
+def mlsd(path, image, score_threshold, distance_threshold):
+    """Line segments: RGB plus a constant channel in −1..1; the network gives, at half size, a centre
+    heat map and per pixel the displacements to both ends. The 200 strongest local maxima (3×3) with a
+    score above the first threshold and a length above the second are drawn 1 px wide."""
+    net = annotator_nets.load("mlsd", path)
+    h, w = image.shape[:2]
+    feed = np.concatenate([image.astype(np.float32), np.ones((h, w, 1), np.float32)], axis=2)
+    with torch.no_grad():
+        out = net(_tensor(feed, 1 / 127.5, -1.0))[0].float()
+        heat = torch.sigmoid(out[0])
+        peaks = heat * (torch.nn.functional.max_pool2d(heat[None], 3, stride=1, padding=1)[0] == heat)
+        scores, indices = torch.topk(peaks.reshape(-1), 200)
+    scores, indices = scores.cpu().numpy(), indices.cpu().numpy()
+    ends = out[1:5].cpu().numpy().transpose(1, 2, 0)  # x0, y0, x1, y1 relative to the pixel
+    canvas = np.zeros((h, w), np.uint8)
+    width = ends.shape[1]
+    for score, index in zip(scores, indices):
+        y, x = divmod(int(index), width)
+        dx0, dy0, dx1, dy1 = ends[y, x]
+        if score > score_threshold and np.hypot(dx0 - dx1, dy0 - dy1) > distance_threshold:
+            # half-size coordinates, doubled to the image's
+            x0, y0, x1, y1 = (2 * (c + float(d)) for c, d in ((x, dx0), (y, dy0), (x, dx1), (y, dy1)))
+            start, end = (int(x0), int(y0)), (int(x1), int(y1))
+            cv2.line(canvas, start, end, 255, 1)
+    return canvas
+
+
 _LINE_FILTERS = [np.array(f, dtype=np.uint8) for f in (
     [[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [0, 1, 0], [0, 1, 0]],
     [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]])]
@@ -96,4 +123,5 @@ DETECTORS = {
     "lineart": (lineart, None),
     "lineart_coarse": (lineart, None),
     "lineart_anime": (lineart_anime, None),
+    "mlsd": (mlsd, None),
 }

@@ -259,8 +259,15 @@ def _network_run(name: str) -> Callable | None:
     return run
 
 
+# network preprocessors with more sliders than the resolution
+_NETWORK_SLIDERS = {
+    "mlsd": (RESOLUTION, Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+             Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)),
+}
+
 for _name, _label, _tags, _weights, _priority in _NETWORK_PREPROCESSORS:
-    PREPROCESSORS.append(Preprocessor(_name, _label, _tags, _network_run(_name), weights=_weights,
+    PREPROCESSORS.append(Preprocessor(_name, _label, _tags, _network_run(_name),
+                                      _NETWORK_SLIDERS.get(_name, (RESOLUTION, None, None)), weights=_weights,
                                       priority=_priority))
 
 _BY_KEY = {}

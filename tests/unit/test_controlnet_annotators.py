@@ -159,3 +159,40 @@ def test_missing_or_unfitting_weights_give_clear_errors(folder):
     with pytest.raises(preprocessors.PreprocessorError, match=r"Cannot read preprocessor weights .*sk_model\.pth"):
         _run("lineart_realistic", _image(), 64)
 
+
+
+def test_mlsd_draws_the_segments_of_controlnet_aux_line_decoding(folder):
+    torch.manual_seed(0)
+    net = annotator_nets.BUILDERS["mlsd"]()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5), module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1), module.running_var.uniform_(0.5, 1.5)
+        head = net.block23.conv3  # outputs 8..11 are the displacements to the segment ends: make them long
+        head.weight[8:12] *= 40.0
+        head.bias[8:12] *= 40.0
+    net.eval()
+    _save(folder, "mlsd", "mlsd_large_512_fp32.pth", net.state_dict())
+    image = _image(64, 96)
+    pre = preprocessors.find("mlsd")
+    assert [s.name for s in pre.sliders[1:]] == ["MLSD Value Threshold", "MLSD Distance Threshold"]
+    from controlnet_aux.mlsd.utils import pred_lines  # the package's own decoding, as a reference
+    padded, (th, tw) = _pad_resized(image, 64)  # 64 x 128, cropped back to 64 x 96
+    drawn = []
+    for thresholds in ((0.1, 0.1), (0.1, 6.0), (0.6, 0.1)):
+        try:
+            with torch.no_grad():
+                lines = pred_lines(padded, net, list(padded.shape[:2]), *thresholds)
+        except IndexError:  # the package's decoding fails when nothing passes; the extension draws nothing
+            lines = []
+        expected = np.zeros(padded.shape[:2], np.uint8)
+        for line in lines:
+            x0, y0, x1, y1 = (int(v) for v in line)
+            cv2.line(expected, (x0, y0), (x1, y1), 255, 1)
+        expected = expected[:th, :tw]
+        out = preprocessors.run(pre, image, 64, *thresholds)
+        assert out.shape == (64, 96, 3) and np.array_equal(out[:, :, 0], expected)
+        drawn.append((expected == 255).mean())
+    assert 0 < drawn[1] < drawn[0] < 1 and drawn[2] == 0  # longer only: fewer; scores here < 0.6
+    assert np.array_equal(preprocessors.run(pre, image, 64, -1, -1), preprocessors.run(pre, image, 64, 0.1, 0.1))
