@@ -196,3 +196,34 @@ def test_mlsd_draws_the_segments_of_controlnet_aux_line_decoding(folder):
         drawn.append((expected == 255).mean())
     assert 0 < drawn[1] < drawn[0] < 1 and drawn[2] == 0  # longer only: fewer; scores here < 0.6
     assert np.array_equal(preprocessors.run(pre, image, 64, -1, -1), preprocessors.run(pre, image, 64, 0.1, 0.1))
+
+
+def test_detect_route_runs_a_network_on_the_job_queue_and_refuses_bad_weights(folder, monkeypatch):
+    import base64
+    import io
+
+    from fastapi import HTTPException
+    from PIL import Image
+
+    from modules.api import controlnet_routes
+    net = _random_net("hed")
+    _save(folder, "hed", "ControlNetHED.pth", net.state_dict())
+    image = _image(64, 64)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    jobs = []
+    real_run = shared.job_queue.run
+    monkeypatch.setattr(shared.job_queue, "run", lambda fn, name="job", task_id=None: (jobs.append(name),
+                                                                                       real_run(fn, name))[1])
+    request = controlnet_routes.DetectRequest(controlnet_module="softedge_hed", controlnet_input_images=[data],
+                                              controlnet_processor_res=64)
+    answer = controlnet_routes.run_detect(request)
+    assert jobs == ["controlnet_detect"]
+    got = np.array(Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))))
+    assert np.array_equal(got, _run("softedge_hed", image, 64))
+    torch.save({"block1.wrong": torch.zeros(1)}, folder / "hed" / "ControlNetHED.pth")
+    os.utime(folder / "hed" / "ControlNetHED.pth", (2, 2))  # a new modification time: not the cached net
+    with pytest.raises(HTTPException) as caught:
+        controlnet_routes.run_detect(request)
+    assert caught.value.status_code == 422 and "do not fit the hed network" in caught.value.detail
