@@ -61,8 +61,8 @@ def _state_dict(path: str) -> dict:
         raise AnnotatorError(f"Cannot read preprocessor weights {path}: {e}") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]  # pidinet's training checkpoint
-    if not isinstance(loaded, dict):
-        raise AnnotatorError(f"Preprocessor weights {path} hold no state dict")
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise AnnotatorError(f"Preprocessor weights {path} hold no state dict (names to tensors)")
     # DataParallel checkpoints (pidinet, lineart_anime) prefix every key with `module.`
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
