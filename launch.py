@@ -1,7 +1,9 @@
 """Bootstrap: create venv/, install the pinned requirements, then start the web UI inside venv/.
 
 `python3 launch.py [flags]` is the one command a new user runs. Requirements are reinstalled only
-when requirements*.txt change (a stamp file in venv/ remembers their hash).
+when requirements*.txt change (a stamp file in venv/ remembers their hash). Packages in
+requirements-nodeps.txt are installed after the others without their declared dependencies (whose
+needs the main list already covers, and which would bring a second OpenCV owning cv2).
 """
 import hashlib
 import os
@@ -16,9 +18,21 @@ STAMP = os.path.join(VENV, ".requirements-installed")
 MIN_PYTHON = (3, 10)
 
 
+NODEPS_REQUIREMENTS = os.path.join(ROOT, "requirements-nodeps.txt")
+
+
 def _requirement_files(with_tests: bool) -> list[str]:
     names = ["requirements.txt"] + (["requirements-test.txt"] if with_tests else [])
     return [os.path.join(ROOT, name) for name in names]
+
+
+def _install_commands(files: list[str]) -> list[list[str]]:
+    """pip runs: the pinned requirements together, then the no-deps list on its own."""
+    base = [VENV_PYTHON, "-m", "pip", "install", "--disable-pip-version-check"]
+    command = list(base)
+    for path in files:
+        command += ["-r", path]
+    return [command, base + ["--no-deps", "-r", NODEPS_REQUIREMENTS]]
 
 
 def _digest(files: list[str]) -> str:
@@ -36,14 +50,12 @@ def prepare_environment(with_tests: bool = False) -> None:
         print(f"Creating the virtual environment in {VENV}")
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
     files = _requirement_files(with_tests)
-    wanted = _digest(files)
+    wanted = _digest(files + [NODEPS_REQUIREMENTS])
     installed = open(STAMP).read().strip() if os.path.exists(STAMP) else ""
     if installed != wanted:
         print("Installing requirements (first run takes a while)")
-        command = [VENV_PYTHON, "-m", "pip", "install", "--disable-pip-version-check"]
-        for path in files:
-            command += ["-r", path]
-        subprocess.check_call(command)
+        for command in _install_commands(files):
+            subprocess.check_call(command)
         with open(STAMP, "w") as file:
             file.write(wanted)
 

@@ -90,8 +90,17 @@ def run_detect(req: DetectRequest) -> dict:
                                         f"controlnet_input_images[{index}]")
         except hints.HintError as e:
             raise HTTPException(422, str(e)) from None
-        # preprocessing is image work only (no model): it need not wait for the job queue
-        detected = preprocessors.run(pre, image, req.controlnet_processor_res, req.controlnet_threshold_a,
-                                     req.controlnet_threshold_b)
+        detected = _detect_one(pre, image, req.controlnet_processor_res, req.controlnet_threshold_a,
+                               req.controlnet_threshold_b)
         maps.append(encode_image(Image.fromarray(detected[:, :, :3]), None))
     return {"info": "Success", "images": maps}
+
+
+def _detect_one(pre, image, res, a, b):
+    """Image operations run here; a network runs as a job on the queue (the device is the job's)."""
+    if pre.weights is None:
+        return preprocessors.run(pre, image, res, a, b)
+    try:
+        return shared.job_queue.run(lambda: preprocessors.run(pre, image, res, a, b), name="controlnet_detect")
+    except preprocessors.PreprocessorError as e:
+        raise HTTPException(422, str(e)) from None

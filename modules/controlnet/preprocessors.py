@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from modules import shared
+from modules.controlnet import annotators
 
 
 class PreprocessorError(ValueError):
@@ -245,8 +246,32 @@ def annotator_folders() -> list[str]:
     return folders
 
 
+def _network_run(name: str) -> Callable | None:
+    """The run function of a network preprocessor (annotators.py): pad-resize around its detector, the
+    detector's own transform of the cropped map after; None while this version has no detector for it."""
+    if name not in annotators.DETECTORS:
+        return None
+    detect, after = annotators.DETECTORS[name]
+
+    def run(image, res, a, b):
+        path = weight_path(_BY_KEY[name])  # check_usable has made sure it exists
+        try:
+            out = pad_resize(lambda x, a, b: detect(path, x, a, b))(image, res, a, b)
+        except annotators.AnnotatorError as e:
+            raise PreprocessorError(str(e)) from None
+        return _rgb(after(out) if after else out)
+    return run
+
+
+# network preprocessors with more sliders than the resolution
+_NETWORK_SLIDERS = {
+    "mlsd": (RESOLUTION, Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+             Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)),
+}
+
 for _name, _label, _tags, _weights, _priority in _NETWORK_PREPROCESSORS:
-    PREPROCESSORS.append(Preprocessor(_name, _label, _tags, None, weights=_weights,
+    PREPROCESSORS.append(Preprocessor(_name, _label, _tags, _network_run(_name),
+                                      _NETWORK_SLIDERS.get(_name, (RESOLUTION, None, None)), weights=_weights,
                                       priority=_priority))
 
 _BY_KEY = {}
