@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from modules.models import ldm_convert
+from modules.models import attention_call, ldm_convert
 from modules.models.clip_tokenizer import PAD_CLIP_L, PAD_OPEN_CLIP, VOCAB_SIZE, load_clip_tokenizer
 from modules.models.detection import detect_family, detect_prediction_type, normalize_prediction
 from modules.models.errors import ModelLoadError
@@ -90,6 +90,8 @@ class LoadedModel:
 
 
 def _loaded_model(source, family, prediction, unet, vae, text_encoders, tokenizers, scaling) -> LoadedModel:
+    attention_call.install(unet)
+    attention_call.install(vae)
     return LoadedModel(
         path=source, family=family, prediction_type=prediction, unet=unet, vae=vae,
         text_encoders=text_encoders, tokenizers=tokenizers,

@@ -17,6 +17,10 @@ def registered():
     yield register
     for callback in added:
         script_callbacks.remove_callbacks_for_function(callback)
+    # the lists built from those callbacks are module state: later tests must not see their items
+    from modules import sd_hijack, sd_unet
+    sd_hijack.list_optimizers()
+    sd_unet.list_unets()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Extensions' attention optimisations (on_list_optimizers) and UNet replacements (on_list_unets):
 offered in the Settings dropdowns, applied / undone when chosen, a failing one refused naming its
 extension, and an SdUnet's forward used by a tiny SD1 job (per-request override for that job only)."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,20 @@ def offered(webui_session):
     model_options.register(shared.opts)
     shared.job_queue.run(lambda: (sd_hijack.apply_optimizations(), sd_unet.apply_unet()))
     shared.opts.save(shared.paths.settings_file)
+
+
+@contextlib.contextmanager
+def _also_offered(shared, option):
+    """`option` offered by one more on_list_unets callback for the block, then withdrawn."""
+    def offer(res):
+        res.append(option)
+    script_callbacks.on_list_unets(offer)
+    try:
+        model_options.register(shared.opts)
+        yield
+    finally:
+        script_callbacks.remove_callbacks_for_function(offer)
+        model_options.register(shared.opts)
 
 
 def _set(shared, key, value):
@@ -200,18 +216,11 @@ def test_an_sdxl_sd_unet_gets_ldm_s_y_vector(offered):
         def create_unet(self):
             return Recording()
 
-    def offer(res):
-        res.append(AnyModel())
-    script_callbacks.on_list_unets(offer)
-    try:
-        model_options.register(offered.opts)
+    with _also_offered(offered, AnyModel()):
         _set(offered, "cross_attention_optimization", "fast-attn - an extension's")
         calls.clear()
         _job(offered, sd_model_checkpoint="tiny-sdxl", sd_unet="[TRT] any")
         assert calls == ["fast.undo", "fast.apply"]  # applied again for the model that loaded
-    finally:
-        script_callbacks.remove_callbacks_for_function(offer)
-        model_options.register(offered.opts)
     # pooled embedding (48) then the 6 time ids' sinusoidal embeddings (8 each): 96 as the tiny
     # UNet's projection_class_embeddings_input_dim
     y = seen[0]
@@ -230,11 +239,7 @@ def test_an_sd_unet_that_cannot_activate_is_refused_and_fails_only_the_job_that_
         def create_unet(self):
             raise RuntimeError("engine file is missing")
 
-    def offer(res):
-        res.append(BrokenEngine())
-    script_callbacks.on_list_unets(offer)
-    try:
-        model_options.register(offered.opts)
+    with _also_offered(offered, BrokenEngine()):
         _set(offered, "sd_unet", "[TRT] tiny-sd1")
         calls.clear()
         before = offered.opts.sd_unet
@@ -246,6 +251,3 @@ def test_an_sd_unet_that_cannot_activate_is_refused_and_fails_only_the_job_that_
         with pytest.raises(GenerationError, match="engine file is missing"):
             _job(offered, sd_unet="[TRT] broken")
         _job(offered, sd_unet="None")  # the next job runs
-    finally:
-        script_callbacks.remove_callbacks_for_function(offer)
-        model_options.register(offered.opts)
