@@ -18,9 +18,9 @@ import time
 import gradio as gr
 
 from modules import shared
+from modules.networks import card_html as en_html
+from modules.networks import card_metadata as data
 from modules.networks import cards as cards_mod
-from modules.ui import extra_networks_data as data
-from modules.ui import extra_networks_html as en_html
 from modules.ui import extra_networks_preview
 
 DIRECTORY_VIEWS = ("Dirs", "Tree", "None")
@@ -40,24 +40,6 @@ def default_directory_view(opts) -> str:
 def _lora_entry(name: str):
     from modules.networks import lora
     return lora.registry.available_networks.get(name)
-
-
-def file_metadata(card) -> dict:
-    """The network file's own metadata (Lora header, checkpoint header); {} for other pages."""
-    if card.page == "lora":
-        entry = _lora_entry(card.name)
-        return dict(entry.metadata) if entry is not None else {}
-    if card.page == "checkpoints":
-        from modules import sd_models
-        info = sd_models.checkpoints_list.get(card.name)
-        return dict(getattr(info, "metadata", None) or {})
-    return {}
-
-
-def render_card(tabname: str, card) -> str:
-    metadata = file_metadata(card)
-    cover = data.first_cover_index(metadata) if card.page == "lora" and not card.preview else None
-    return en_html.card_html(tabname, card, shared.opts, cover, data.metadata_text(metadata) is not None)
 
 
 def _directory_html(tabname: str, page: str, items, opts, view: str) -> str:
@@ -85,7 +67,7 @@ def render_cards(tabname: str, page: str, search: str = "", sort_field: str = "P
     if not shown:
         folders = ", ".join(cards_mod.page_folders(page))
         parts.append(f"<div class='extra-network-empty'>Nothing here. Add files to: {html.escape(folders)}</div>")
-    parts.extend(render_card(tabname, card) for card in shown)
+    parts.extend(en_html.render_card(tabname, card, opts) for card in shown)
     body = f"<div class='extra-network-cards' id='{tabname}_{page}_cards_html'>{''.join(parts)}</div>"
     if view == "Tree" and directory:  # the tree beside the cards
         body = f"<div class='extra-network-browser' style='display:flex;gap:0.5em'>{directory}{body}</div>"
@@ -94,10 +76,10 @@ def render_cards(tabname: str, page: str, search: str = "", sort_field: str = "P
 
 def _find_card(page: str, name: str):
     model = shared.model_holder.sd_model if shared.model_holder is not None else None
-    for card in cards_mod.page_cards(page, shared.opts, model):
-        if card.name == name:
-            return card
-    return None
+    try:
+        return cards_mod.find_card(page, name, shared.opts, model)
+    except ValueError:  # a page name the panel does not have: same answer as an unlisted card
+        return None
 
 
 def _toggle_tag_js(tabname: str) -> str:
@@ -192,7 +174,7 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
             return [gr.update(), gr.update(), f"<div class='error'>{html.escape(str(request.get('name')))} is no longer "
                     f"listed; press Refresh</div>"] + no_editor + [gr.update()] * len(selector)
         if request.get("action") == "metadata":
-            text = data.metadata_text(file_metadata(card)) or "This file has no metadata."
+            text = data.metadata_text(cards_mod.file_metadata(card)) or "This file has no metadata."
             return [gr.update(), gr.update(), f"<pre class='extra-network-metadata'>{html.escape(text)}</pre>"] + \
                 no_editor + [gr.update()] * len(selector)
         if request.get("action") == "edit":
@@ -269,11 +251,12 @@ def connect_gallery(components: dict, gallery, infotexts, selected_index) -> Non
             return "<div class='error'>Open a card's edit dialog first</div>"
         try:
             image, infotext = extra_networks_preview.selected_image(gallery_value, texts, selected)
-            path = extra_networks_preview.save_preview(target["page"], target["filename"], image, infotext,
-                                                       shared.opts.samples_format)
+            path, removed = extra_networks_preview.save_preview(target["page"], target["filename"], image, infotext,
+                                                                shared.opts.samples_format)
         except (ValueError, OSError) as e:
             return f"<div class='error'>{html.escape(str(e))}</div>"
-        return f"Preview saved: {html.escape(path)}"
+        gone = f" (removed the older {', '.join(os.path.basename(p) for p in removed)})" if removed else ""
+        return f"Preview saved: {html.escape(path + gone)}"
 
     components["edit_replace"].click(replace, inputs=[components["edit_target"], gallery, infotexts, selected_index],
                                      outputs=[components["notice"]], queue=False, api_visibility="private",

@@ -1,6 +1,6 @@
-"""HTML of the extra-networks cards (networks.md §8.2, §8.3): one card, a page of cards with its
-directory view (`Dirs` buttons or a `Tree` of <details> folders), preview URLs. No UI toolkit here,
-so the panel and the `/sd_extra_networks/get-single-card` route render the same markup.
+"""HTML of the extra-networks cards (networks.md §8.2, §8.3): one card, the directory views
+(`Dirs` buttons or a `Tree` of <details> folders), preview URLs. No UI toolkit here, so the panel
+and the `/sd_extra_networks/get-single-card` route render the same markup.
 
 Clicks write a small JSON action into the tab's hidden `<tabname>_extra_networks_action` box;
 folder buttons and tree folders write their path into the page's search box.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import os
 import urllib.parse
+
+from modules.networks import card_metadata, cards
 
 STYLE = """<style>
 .extra-network-action { display: none !important; }
@@ -97,6 +99,14 @@ def card_html(tabname: str, card, opts, cover_index: int | None = None, has_meta
             f"title='{html.escape(card.prompt_text, quote=True)}' onclick=\"{action_js(tabname, 'click', 'this')}\">"
             f"{image}<div class='card-buttons'>{''.join(buttons)}</div>"
             f"<div class='card-text'><div class='card-name'>{html.escape(card.name)}</div>{description}</div></div>")
+
+
+def render_card(tabname: str, card, opts) -> str:
+    """card_html with what the file's own metadata adds: the cover fallback of a Lora without a
+    preview file and the metadata button."""
+    metadata = cards.file_metadata(card)
+    cover = card_metadata.first_cover_index(metadata) if card.page == "lora" and not card.preview else None
+    return card_html(tabname, card, opts, cover, card_metadata.metadata_text(metadata) is not None)
 
 
 def _folder_value(folder: str, opts) -> str:
