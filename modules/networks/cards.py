@@ -50,12 +50,19 @@ class Card:
         return self.order
 
 
+def preview_candidates(filename: str, samples_format: str = "png") -> list[str]:
+    """Where a file's preview may be, in lookup order (§8.2): per extension in PREVIEW_EXTENSIONS
+    then `samples_format`, `<stem>.<ext>` before `<stem>.preview.<ext>`."""
+    stem = os.path.splitext(filename)[0]
+    extra = (samples_format or "png").lower().lstrip(".")
+    extensions = list(PREVIEW_EXTENSIONS) + ([extra] if extra not in PREVIEW_EXTENSIONS else [])
+    return [path for ext in extensions for path in (f"{stem}.{ext}", f"{stem}.preview.{ext}")]
+
+
 def find_preview(filename: str | None, samples_format: str = "png") -> str | None:
     if not filename:
         return None
-    stem = os.path.splitext(filename)[0]
-    extensions = list(PREVIEW_EXTENSIONS) + ([samples_format] if samples_format not in PREVIEW_EXTENSIONS else [])
-    for candidate in [f"{stem}.{ext}" for ext in extensions] + [f"{stem}.preview.{ext}" for ext in extensions]:
+    for candidate in preview_candidates(filename, samples_format):
         if os.path.isfile(candidate):
             return candidate
     return None
@@ -169,6 +176,28 @@ def page_folders(page: str) -> list[str]:
     if page == "textual_inversion":
         return [shared.paths.embeddings]
     return [f for f in (shared.paths.checkpoints, shared.cmd_opts.ckpt_dir) if f]
+
+
+def find_card(page: str, name: str, opts, model=None) -> Card | None:
+    """The card `name` of `page` as the panel lists it now; None when it is not listed.
+    ValueError for a page that does not exist."""
+    for card in page_cards(page, opts, model):
+        if card.name == name:
+            return card
+    return None
+
+
+def file_metadata(card: Card) -> dict:
+    """The network file's own metadata (Lora and checkpoint safetensors headers); {} otherwise."""
+    if card.page == "lora":
+        from modules.networks import lora
+        entry = lora.registry.available_networks.get(card.name)
+        return dict(entry.metadata) if entry is not None else {}
+    if card.page == "checkpoints":
+        from modules import sd_models
+        info = sd_models.checkpoints_list.get(card.name)
+        return dict(getattr(info, "metadata", None) or {})
+    return {}
 
 
 def filter_and_sort(cards: list[Card], search: str, sort_field: str, descending: bool,

@@ -14,36 +14,16 @@ import html
 import json
 import os
 import time
-import urllib.parse
 
 import gradio as gr
 
 from modules import shared
+from modules.networks import card_html as en_html
+from modules.networks import card_metadata as data
 from modules.networks import cards as cards_mod
+from modules.ui import extra_networks_preview
 
-STYLE = """<style>
-.extra-network-action { display: none !important; }
-.extra-network-cards { display: flex; flex-wrap: wrap; gap: 0.5em; }
-.extra-network-dirs { width: 100%; display: flex; flex-wrap: wrap; gap: 0.3em; margin-bottom: 0.3em; }
-.extra-network-dirs button { border: 1px solid #888; border-radius: 4px; padding: 0 0.5em; }
-.extra-network-card { position: relative; width: 10em; height: 13em; border-radius: 6px; overflow: hidden;
-  cursor: pointer; background: #444 center / cover no-repeat; color: white; }
-.extra-network-card img { width: 100%; height: 100%; object-fit: cover; position: absolute; }
-.extra-network-card .card-text { position: absolute; bottom: 0; width: 100%; padding: 0.3em;
-  background: rgba(0,0,0,0.6); }
-.extra-network-card .card-name { font-weight: bold; word-break: break-all; }
-.extra-network-card .card-description { font-size: 0.8em; max-height: 4em; overflow: hidden; }
-.extra-network-card .card-buttons { position: absolute; top: 0.2em; right: 0.3em; display: flex; gap: 0.3em; }
-.extra-network-card .card-buttons span { background: rgba(0,0,0,0.5); border-radius: 3px; padding: 0 0.2em; }
-</style>"""
-
-
-def _action_js(tabname: str, action: str, dataset: str) -> str:
-    # `target`: the tab's last focused prompt box (TI cards go there, §8.4), kept by _focus_js
-    return (f"const d={dataset}.dataset;const b=document.querySelector('#{tabname}_extra_networks_action textarea');"
-            f"const f=(window.extraNetworksLastFocus||{{}})['{tabname}']||'prompt';"
-            f"b.value=JSON.stringify({{action:'{action}',page:d.page,name:d.name,target:f,t:Date.now()}});"
-            "b.dispatchEvent(new Event('input',{bubbles:true}));")
+DIRECTORY_VIEWS = ("Dirs", "Tree", "None")
 
 
 def _focus_js(tabname: str, box: str) -> str:
@@ -51,104 +31,90 @@ def _focus_js(tabname: str, box: str) -> str:
             f"window.extraNetworksLastFocus['{tabname}'] = '{box}'; }}")
 
 
-def _search_js(tabname: str, page: str) -> str:
-    return (f"const s=document.querySelector('#{tabname}_{page}_extra_search textarea, "
-            f"#{tabname}_{page}_extra_search input');s.value=this.dataset.path;"
-            "s.dispatchEvent(new Event('input',{bubbles:true}));")
+def default_directory_view(opts) -> str:
+    if not opts.extra_networks_tree_view_default_enabled:
+        return "None"
+    return opts.extra_networks_tree_view_style if opts.extra_networks_tree_view_style in DIRECTORY_VIEWS else "Dirs"
 
 
-def thumb_url(path: str) -> str:
-    query = urllib.parse.urlencode({"filename": path, "mtime": int(os.path.getmtime(path))})
-    return f"/sd_extra_networks/thumb?{query}"
+def _lora_entry(name: str):
+    from modules.networks import lora
+    return lora.registry.available_networks.get(name)
 
 
-def render_cards(tabname: str, page: str, search: str = "", sort_field: str = "Path", descending: bool = False) -> str:
+def _directory_html(tabname: str, page: str, items, opts, view: str) -> str:
+    visible = [c for c in cards_mod.filter_and_sort(items, "", "Path", False, opts.extra_networks_hidden_models)
+               if opts.extra_networks_show_hidden_directories or not c.hidden_folder]
+    if view == "Tree":
+        from modules.networks.files import natural_key
+        entries = [(os.path.relpath(c.filename, c.root), c.name) for c in visible if c.filename and c.root]
+        return en_html.tree_html(tabname, page, entries, opts, natural_key)
+    if view == "Dirs":
+        from modules.networks.files import natural_key
+        folders = sorted({c.relative_dir for c in visible if c.relative_dir}, key=natural_key)
+        return en_html.dirs_html(tabname, page, folders, opts)
+    return ""
+
+
+def render_cards(tabname: str, page: str, search: str = "", sort_field: str = "Path", descending: bool = False,
+                 view: str = "Dirs") -> str:
     opts = shared.opts
     model = shared.model_holder.sd_model if shared.model_holder is not None else None
     items = cards_mod.page_cards(page, opts, model)
     shown = cards_mod.filter_and_sort(items, search, sort_field, descending, opts.extra_networks_hidden_models)
-    dirs = sorted({c.relative_dir for c in items if c.relative_dir and
-                   (opts.extra_networks_show_hidden_directories or not c.hidden_folder)})
-    parts = [STYLE, f"<div class='extra-network-cards' id='{tabname}_{page}_cards_html'>"]
-    if dirs:
-        buttons = [f"<button data-path='' onclick=\"{_search_js(tabname, page)}\">all</button>"]
-        for folder in dirs:
-            value = folder + os.sep
-            if opts.extra_networks_dir_button_function:
-                value = os.sep + value
-            buttons.append(f"<button data-path='{html.escape(value, quote=True)}' "
-                           f"onclick=\"{_search_js(tabname, page)}\">{html.escape(folder)}</button>")
-        parts.append(f"<div class='extra-network-dirs'>{''.join(buttons)}</div>")
+    directory = _directory_html(tabname, page, items, opts, view)
+    parts = [directory if view == "Dirs" else ""]
     if not shown:
         folders = ", ".join(cards_mod.page_folders(page))
         parts.append(f"<div class='extra-network-empty'>Nothing here. Add files to: {html.escape(folders)}</div>")
-    size = ""
-    if opts.extra_networks_card_width:
-        size += f"width:{int(opts.extra_networks_card_width)}px;"
-    if opts.extra_networks_card_height:
-        size += f"height:{int(opts.extra_networks_card_height)}px;"
-    size += f"font-size:{float(opts.extra_networks_card_text_scale) * 100:g}%;"
-    for card in shown:
-        name = html.escape(card.name, quote=True)
-        image = f"<img src='{html.escape(thumb_url(card.preview), quote=True)}' loading='lazy'>" if card.preview else ""
-        description = ""
-        if opts.extra_networks_card_show_desc and card.description:
-            text = card.description if opts.extra_networks_card_description_is_html else html.escape(card.description)
-            description = f"<div class='card-description'>{text}</div>"
-        parts.append(
-            f"<div class='extra-network-card' data-page='{page}' data-name='{name}' style='{size}' "
-            f"title='{html.escape(card.prompt_text, quote=True)}' onclick=\"{_action_js(tabname, 'click', 'this')}\">"
-            f"{image}<div class='card-buttons'>"
-            f"<span class='card-edit' title='Edit metadata' "
-            f"onclick=\"event.stopPropagation();{_action_js(tabname, 'edit', 'this.closest(`.extra-network-card`)')}\">"
-            f"🛠️</span></div>"
-            f"<div class='card-text'><div class='card-name'>{html.escape(card.name)}</div>{description}</div></div>")
-    parts.append("</div>")
-    return "".join(parts)
+    parts.extend(en_html.render_card(tabname, card, opts) for card in shown)
+    body = f"<div class='extra-network-cards' id='{tabname}_{page}_cards_html'>{''.join(parts)}</div>"
+    if view == "Tree" and directory:  # the tree beside the cards
+        body = f"<div class='extra-network-browser' style='display:flex;gap:0.5em'>{directory}{body}</div>"
+    return en_html.STYLE + body
 
 
 def _find_card(page: str, name: str):
     model = shared.model_holder.sd_model if shared.model_holder is not None else None
-    for card in cards_mod.page_cards(page, shared.opts, model):
-        if card.name == name:
-            return card
-    return None
+    try:
+        return cards_mod.find_card(page, name, shared.opts, model)
+    except ValueError:  # a page name the panel does not have: same answer as an unlisted card
+        return None
 
 
-def _file_table(card) -> str:
+def _toggle_tag_js(tabname: str) -> str:
+    """A training tag button adds its tag to the activation text, or removes it (§8.5)."""
+    return (f"const a=document.querySelector('#{tabname}_extra_edit_activation textarea, "
+            f"#{tabname}_extra_edit_activation input');const t=this.dataset.tag;"
+            "let w=a.value.split(',').map(x=>x.trim()).filter(x=>x);"
+            "w=w.includes(t)?w.filter(x=>x!==t):w.concat([t]);a.value=w.join(', ');"
+            "a.dispatchEvent(new Event('input',{bubbles:true}));")
+
+
+def _file_table(card, tabname: str) -> str:
     if not card.filename or not os.path.exists(card.filename):
         return ""
     stat = os.stat(card.filename)
     rows = [("File", os.path.relpath(card.filename, os.path.dirname(card.root)) if card.root else card.filename),
             ("Size", f"{stat.st_size / 1024 / 1024:.2f} MB"),
             ("Modified", time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime)))]
+    tags = ""
     if card.page == "lora":
-        from modules.networks import lora
-        entry = lora.registry.available_networks.get(card.name)
+        entry = _lora_entry(card.name)
         if entry is not None:
             rows.append(("Hash", entry.shorthash or ""))
-            meta = entry.metadata
-            for label, key in (("Output name", "ss_output_name"), ("Model", "ss_sd_model_name"),
-                               ("Clip skip", "ss_clip_skip"), ("Network module", "ss_network_module")):
-                if key in meta:
-                    rows.append((label, str(meta[key])))
-            started = meta.get("ss_training_started_at")
-            try:
-                rows.append(("Training started", time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(started)))))
-            except (TypeError, ValueError):
-                pass
-            tags = {}
-            frequency = meta.get("ss_tag_frequency")
-            if isinstance(frequency, dict):
-                for dataset in frequency.values():
-                    if isinstance(dataset, dict):
-                        for tag, count in dataset.items():
-                            tags[tag] = tags.get(tag, 0) + int(count)
-            if tags:
-                top = sorted(tags.items(), key=lambda kv: -kv[1])[:24]
-                rows.append(("Tags", ", ".join(f"{t} ({c})" for t, c in top)))
+            info = data.training_info(entry.metadata)
+            for label in ("output name", "model", "clip skip", "network module", "training date", "dataset size"):
+                if label in info:
+                    rows.append((label.capitalize(), info[label]))
+            if "resolutions" in info:
+                rows.append(("Resolutions", ", ".join(info["resolutions"])))
+            if "tags" in info:
+                tags = "<div class='extra-network-tags'>" + " ".join(
+                    f"<button data-tag='{html.escape(t, quote=True)}' onclick=\"{_toggle_tag_js(tabname)}\">"
+                    f"{html.escape(t)} ({c})</button>" for t, c in info["tags"]) + "</div>"
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table class='extra-network-file'>{body}</table>"
+    return f"<table class='extra-network-file'>{body}</table>{tags}"
 
 
 def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dict:
@@ -170,9 +136,11 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
                                            show_label=False, scale=2, elem_id=f"{tabname}_{page}_extra_sort")
                         descending = gr.Checkbox(label="Descending", value=shared.opts.extra_networks_card_order == "Descending",
                                                  scale=1, elem_id=f"{tabname}_{page}_extra_sort_dir")
+                        view = gr.Dropdown(choices=list(DIRECTORY_VIEWS), value=default_directory_view(shared.opts),
+                                           show_label=False, scale=1, elem_id=f"{tabname}_{page}_extra_tree_view")
                         refresh = gr.Button("Refresh", scale=1, elem_id=f"{tabname}_{page}_extra_refresh")
-                    cards_html = gr.HTML(render_cards(tabname, page), elem_id=f"{tabname}_{page}_cards")
-                pages[page] = (tab, search, sort, descending, refresh, cards_html)
+                    cards_html = gr.HTML(render_cards(tabname, page, view=view.value), elem_id=f"{tabname}_{page}_cards")
+                pages[page] = (tab, search, sort, descending, view, refresh, cards_html)
         with gr.Group(visible=False, elem_id=f"{tabname}_extra_networks_edit") as editor:
             edit_title = gr.Markdown()
             edit_target = gr.State(None)
@@ -188,6 +156,7 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
             edit_notes = gr.Textbox(label="Notes", lines=3, elem_id=f"{tabname}_extra_edit_notes")
             with gr.Row():
                 edit_cancel = gr.Button("Cancel", elem_id=f"{tabname}_extra_edit_cancel")
+                edit_replace = gr.Button("Replace preview", elem_id=f"{tabname}_extra_edit_replace_preview")
                 edit_save = gr.Button("Save", variant="primary", elem_id=f"{tabname}_extra_edit_save")
 
     private = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
@@ -197,19 +166,23 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
 
     def on_action(text, prompt_text, negative_text):
         try:
-            data = json.loads(text or "{}")
+            request = json.loads(text or "{}")
         except ValueError:
             return [gr.update(), gr.update(), ""] + no_editor + [gr.update()] * len(selector)
-        card = _find_card(str(data.get("page")), str(data.get("name")))
+        card = _find_card(str(request.get("page")), str(request.get("name")))
         if card is None:
-            return [gr.update(), gr.update(), f"<div class='error'>{html.escape(str(data.get('name')))} is no longer "
+            return [gr.update(), gr.update(), f"<div class='error'>{html.escape(str(request.get('name')))} is no longer "
                     f"listed; press Refresh</div>"] + no_editor + [gr.update()] * len(selector)
-        if data.get("action") == "edit":
+        if request.get("action") == "metadata":
+            text = data.metadata_text(cards_mod.file_metadata(card)) or "This file has no metadata."
+            return [gr.update(), gr.update(), f"<pre class='extra-network-metadata'>{html.escape(text)}</pre>"] + \
+                no_editor + [gr.update()] * len(selector)
+        if request.get("action") == "edit":
             user = card.user_metadata
             return [gr.update(), gr.update(), ""] + [
                 gr.update(visible=True), f"### {card.name}", {"page": card.page, "filename": card.filename,
                                                                 "name": card.name},
-                _file_table(card), user.get("description", ""), user.get("notes", ""),
+                _file_table(card, tabname), user.get("description", ""), user.get("notes", ""),
                 gr.update(value=user.get("sd version", "Unknown"), visible=card.page == "lora"),
                 gr.update(value=float(user.get("preferred weight", 0) or 0), visible=card.page == "lora"),
                 gr.update(value=user.get("activation text", ""), visible=card.page == "lora"),
@@ -220,7 +193,7 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
             dropdown, message = quicksettings.switch_checkpoint(card.name)
             return [gr.update(), gr.update(), html.escape(message or "")] + no_editor + [dropdown] * len(selector)
         separator = shared.opts.extra_networks_add_text_separator
-        if card.page == "textual_inversion" and data.get("target") == "negative":
+        if card.page == "textual_inversion" and request.get("target") == "negative":
             new_negative = cards_mod.toggle_text(negative_text, card.prompt_text, separator)
             return [gr.update(), new_negative, ""] + no_editor + [gr.update()] * len(selector)
         new_prompt = cards_mod.toggle_text(prompt_text, card.prompt_text, separator)
@@ -251,22 +224,43 @@ def create(tabname: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> dic
                     outputs=[editor, notice], **private)
     edit_cancel.click(lambda: gr.update(visible=False), outputs=[editor], **private)
 
-    for page, (tab, search, sort, descending, refresh, cards_html) in pages.items():
-        def rerender(s, f, d, page=page):
-            return render_cards(tabname, page, s, f, d)
+    for page, (tab, search, sort, descending, view, refresh, cards_html) in pages.items():
+        def rerender(s, f, d, v, page=page):
+            return render_cards(tabname, page, s, f, d, v)
 
-        def refresh_all(s, f, d, page=page):
+        def refresh_all(s, f, d, v, page=page):
             refresh_pages()
-            return render_cards(tabname, page, s, f, d)
+            return render_cards(tabname, page, s, f, d, v)
 
-        inputs = [search, sort, descending]
+        inputs = [search, sort, descending, view]
+        view.change(rerender, inputs=inputs, outputs=[cards_html], **private)
         search.change(rerender, inputs=inputs, outputs=[cards_html], **private)
         sort.change(rerender, inputs=inputs, outputs=[cards_html], **private)
         descending.change(rerender, inputs=inputs, outputs=[cards_html], **private)
         tab.select(rerender, inputs=inputs, outputs=[cards_html], **private)
         refresh.click(refresh_all, inputs=inputs, outputs=[cards_html], api_visibility="private")
-    components.update(action=action, notice=notice, pages=pages, editor=editor)
+    components.update(action=action, notice=notice, pages=pages, editor=editor, edit_target=edit_target,
+                      edit_replace=edit_replace)
     return components
+
+
+def connect_gallery(components: dict, gallery, infotexts, selected_index) -> None:
+    """Wire the edit dialog's Replace preview to the tab's result gallery (built after the panel)."""
+    def replace(target, gallery_value, texts, selected):
+        if not target or not target.get("filename"):
+            return "<div class='error'>Open a card's edit dialog first</div>"
+        try:
+            image, infotext = extra_networks_preview.selected_image(gallery_value, texts, selected)
+            path, removed = extra_networks_preview.save_preview(target["page"], target["filename"], image, infotext,
+                                                                shared.opts.samples_format)
+        except (ValueError, OSError) as e:
+            return f"<div class='error'>{html.escape(str(e))}</div>"
+        gone = f" (removed the older {', '.join(os.path.basename(p) for p in removed)})" if removed else ""
+        return f"Preview saved: {html.escape(path + gone)}"
+
+    components["edit_replace"].click(replace, inputs=[components["edit_target"], gallery, infotexts, selected_index],
+                                     outputs=[components["notice"]], queue=False, api_visibility="private",
+                                     show_progress="hidden")
 
 
 def _checkpoint_selector() -> list:

@@ -234,7 +234,7 @@ def create() -> dict:
                     paste_button = gr.Button("Read parameters", elem_id="img2img_paste")
                     interrogate_tools = interrogate_buttons.create_buttons()  # 📎 / 📦 (issue 8)
         c["styles"] = styles_ui.create("img2img", c["prompt"], c["negative_prompt"])
-        extra_networks_panel.create("img2img", c["prompt"], c["negative_prompt"])
+        networks_panel = extra_networks_panel.create("img2img", c["prompt"], c["negative_prompt"])
         mode = gr.State(0)
         with gr.Row():
             with gr.Column():
@@ -286,6 +286,7 @@ def create() -> dict:
                 notes = gr.HTML(elem_id="img2img_html_log")
                 infotexts = gr.State([])
                 saving = save_outputs.create_save_buttons(gallery, infotexts, "img2img")
+                extra_networks_panel.connect_gallery(networks_panel, gallery, infotexts, saving["selected_index"])
                 with gr.Row():
                     send_buttons = {"img2img": gr.Button("🖼️ Send to img2img", elem_id="img2img_send_to_img2img",
                                                          size="sm"),

@@ -11,9 +11,9 @@ import zipfile
 from types import SimpleNamespace
 
 import gradio as gr
-from PIL import Image
 
 from modules import images, infotext_utils, shared
+from modules.ui.gallery_values import infotext_list, open_image
 
 LOG_FIELDS = ["prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename", "negative_prompt",
               "sd_model_name", "sd_model_hash"]
@@ -33,28 +33,6 @@ def _float_or(value, default=None):
         return float(value)
     except (TypeError, ValueError):
         return default
-
-
-def _open_image(item) -> Image.Image:
-    """A gallery value item: a PIL image, a path, a (media, caption) pair or a FileData-like dict."""
-    if isinstance(item, (tuple, list)):
-        item = item[0]
-    if isinstance(item, dict):
-        item = item.get("image", item)
-        item = item.get("path") if isinstance(item, dict) else item
-    if isinstance(item, Image.Image):
-        return item
-    if hasattr(item, "path"):
-        item = item.path
-    return Image.open(item)
-
-
-def _texts(infotexts) -> list[str]:
-    if infotexts is None:
-        return []
-    if isinstance(infotexts, str):
-        return [infotexts]
-    return [t or "" for t in infotexts]
 
 
 def _job_from_params(params: list[dict]):
@@ -103,7 +81,7 @@ def save_files(images_list, infotexts, selected_index, do_make_zip, index_of_fir
     """
     opts = shared.opts
     items = list(images_list or [])
-    texts = _texts(infotexts)
+    texts = infotext_list(infotexts)
     if not items:
         return [], "<p>Nothing to save.</p>"
     folder = opts.outdir_save
@@ -118,7 +96,7 @@ def save_files(images_list, infotexts, selected_index, do_make_zip, index_of_fir
 
     saved, names, params_list, rows = [], [], [], []
     for index, item in enumerate(items, start):
-        image = _open_image(item)
+        image = open_image(item)
         text = texts[index] if index < len(texts) else ""
         if not text:  # the gallery's PNG carries the infotext when the caller had none
             text = infotext_utils.read_info_from_image(image)[0] or ""
@@ -147,7 +125,7 @@ def save_files(images_list, infotexts, selected_index, do_make_zip, index_of_fir
     files = list(saved)
     if do_make_zip:
         job = _job_from_params(params_list)
-        first_image = _open_image(items[0])
+        first_image = open_image(items[0])
         namegen = images.FilenameGenerator(job, job.seed, job.prompt, first_image, zip=True)
         zip_stem = namegen.apply(opts.grid_zip_filename_pattern or DEFAULT_ZIP_PATTERN)
 

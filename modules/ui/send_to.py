@@ -4,7 +4,7 @@ import gradio as gr
 
 from modules.ui.img2img import mode_updates
 
-from modules.ui.save_outputs import _open_image
+from modules.ui.gallery_values import open_image
 
 # what a gallery sends along with its image (size only to img2img)
 GALLERY_FIELDS = ("prompt", "negative_prompt", "steps", "seed")
@@ -15,7 +15,7 @@ def _selected(gallery_value, selected_index):
     if not gallery_value:
         return None, 0
     index = selected_index if isinstance(selected_index, int) and 0 <= selected_index < len(gallery_value) else 0
-    return _open_image(gallery_value[index]).copy(), index
+    return open_image(gallery_value[index]).copy(), index
 
 
 def wire_gallery(source: dict, img2img_tab: dict, tabs: gr.Tabs, with_parameters: bool) -> None:

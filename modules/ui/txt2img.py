@@ -262,7 +262,7 @@ def create() -> dict:
                 # reads infotext from the prompt box, or the last generation's when the box is empty
                 paste_button = gr.Button("Read parameters", elem_id="txt2img_paste")
         c["styles"] = styles_ui.create("txt2img", c["prompt"], c["negative_prompt"])
-        extra_networks_panel.create("txt2img", c["prompt"], c["negative_prompt"])
+        networks_panel = extra_networks_panel.create("txt2img", c["prompt"], c["negative_prompt"])
         with gr.Row():
             with gr.Column():
                 with gr.Row():
@@ -299,6 +299,7 @@ def create() -> dict:
                 notes = gr.HTML(elem_id="txt2img_html_log")
                 infotexts = gr.State([])
                 saving = save_outputs.create_save_buttons(gallery, infotexts, "txt2img")
+                extra_networks_panel.connect_gallery(networks_panel, gallery, infotexts, saving["selected_index"])
                 with gr.Row():  # wired in app.py, where the img2img tab exists
                     send_buttons = {"img2img": gr.Button("🖼️ Send to img2img", elem_id="txt2img_send_to_img2img",
                                                          size="sm"),
