@@ -251,12 +251,11 @@ def connect_gallery(components: dict, gallery, infotexts, selected_index) -> Non
             return "<div class='error'>Open a card's edit dialog first</div>"
         try:
             image, infotext = extra_networks_preview.selected_image(gallery_value, texts, selected)
-            path, removed = extra_networks_preview.save_preview(target["page"], target["filename"], image, infotext,
-                                                                shared.opts.samples_format)
+            path = extra_networks_preview.save_preview(target["page"], target["filename"], image, infotext,
+                                                       shared.opts.samples_format)
         except (ValueError, OSError) as e:
             return f"<div class='error'>{html.escape(str(e))}</div>"
-        gone = f" (removed the older {', '.join(os.path.basename(p) for p in removed)})" if removed else ""
-        return f"Preview saved: {html.escape(path + gone)}"
+        return f"Preview saved: {html.escape(path)}"
 
     components["edit_replace"].click(replace, inputs=[components["edit_target"], gallery, infotexts, selected_index],
                                      outputs=[components["notice"]], queue=False, api_visibility="private",

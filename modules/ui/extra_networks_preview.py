@@ -33,22 +33,19 @@ def selected_image(gallery_value, infotexts, selected_index):
     return open_image(items[index]), (texts[index] if index < len(texts) else None)
 
 
-def shadowing_previews(filename: str, path: str, samples_format: str) -> list[str]:
-    """Existing preview files the card lookup finds before `path` (an older `.png` would hide a
-    new `.jpg`); never the network file itself (a TI embedding may be a `.png`)."""
-    candidates = cards.preview_candidates(filename, samples_format)
-    before = candidates[:candidates.index(path)] if path in candidates else candidates
+def shown_preview(filename: str, samples_format: str) -> str | None:
+    """The preview file the card shows now (never the network file itself: a TI embedding may be a
+    `.png`), or None."""
     own = os.path.realpath(filename)
-    return [c for c in before if os.path.isfile(c) and os.path.realpath(c) != own]
+    return next((c for c in cards.preview_candidates(filename, samples_format)
+                 if os.path.isfile(c) and os.path.realpath(c) != own), None)
 
 
-def save_preview(page: str, filename: str, image, infotext: str | None, samples_format: str) -> tuple[str, list[str]]:
+def save_preview(page: str, filename: str, image, infotext: str | None, samples_format: str) -> str:
     """Write the preview of the network file `filename` (infotext in the image as our saving does:
-    the PNG text chunk `parameters`, EXIF for JPEG/WebP) and remove the older previews that would
-    still be shown instead of it; returns (path written, paths removed)."""
-    path = preview_path(page, filename, samples_format)
+    the PNG text chunk `parameters`, EXIF for JPEG/WebP) and return its path. The preview the card
+    shows now is overwritten in its own format, so the new one is what the card shows and no other
+    file is touched; without one it is `preview_path` in the samples format."""
+    path = shown_preview(filename, samples_format) or preview_path(page, filename, samples_format)
     images.save_image_with_geninfo(image, infotext or None, path)
-    removed = shadowing_previews(filename, path, samples_format)
-    for stale in removed:
-        os.remove(stale)
-    return path, removed
+    return path

@@ -36,39 +36,47 @@ def touch_image(path, colour=(0, 0, 200)):
 def test_replace_preview_name_per_page_and_png_infotext(tmp_path, page, expected):
     network = tmp_path / "ink.safetensors"
     network.write_bytes(b"x")
-    path, removed = preview.save_preview(page, str(network), red(), INFOTEXT, "png")
-    assert path == str(tmp_path / expected) and removed == []
+    path = preview.save_preview(page, str(network), red(), INFOTEXT, "png")
+    assert path == str(tmp_path / expected)
     with Image.open(path) as saved:
         assert saved.format == "PNG" and saved.size == (8, 8)
         assert saved.text["parameters"] == INFOTEXT  # the PNG text chunk, read by PIL itself
     assert cards.find_preview(str(network), "png") == path
 
 
-def test_replace_preview_as_jpeg_keeps_the_infotext_and_removes_the_older_png(tmp_path):
+def test_replace_preview_as_jpeg_keeps_the_infotext(tmp_path):
     network = tmp_path / "ink.safetensors"
     network.write_bytes(b"x")
-    older_png, older_preview_png = tmp_path / "ink.png", tmp_path / "ink.preview.png"
-    later_webp = tmp_path / "ink.webp"  # found after the new .jpg: it hides nothing and stays
-    for path in (older_png, older_preview_png, later_webp):
-        touch_image(path)
-    assert cards.find_preview(str(network), "jpg") == str(older_png)
-
-    path, removed = preview.save_preview("lora", str(network), red(), INFOTEXT, "jpg")
-    assert path == str(tmp_path / "ink.jpg")
-    assert removed == [str(older_png), str(older_preview_png)]
-    assert not older_png.exists() and not older_preview_png.exists() and later_webp.exists()
-    assert cards.find_preview(str(network), "jpg") == path  # the newest replace is what the card shows
+    path = preview.save_preview("lora", str(network), red(), INFOTEXT, "jpg")
+    assert path == str(tmp_path / "ink.jpg") and cards.find_preview(str(network), "jpg") == path
     with Image.open(path) as saved:
         assert saved.format == "JPEG"
         assert read_info_from_image(saved)[0] == INFOTEXT
+
+
+def test_replace_preview_overwrites_the_shown_preview_and_touches_no_other_file(tmp_path):
+    network = tmp_path / "ink.safetensors"
+    network.write_bytes(b"x")
+    shown, other, later = tmp_path / "ink.png", tmp_path / "ink.preview.png", tmp_path / "ink.webp"
+    for file in (shown, other, later):
+        touch_image(file)
+    other_bytes, later_bytes = other.read_bytes(), later.read_bytes()
+    assert cards.find_preview(str(network), "jpg") == str(shown)
+
+    path = preview.save_preview("lora", str(network), red(), INFOTEXT, "jpg")
+    assert path == str(shown) and cards.find_preview(str(network), "jpg") == path  # the card shows the new one
+    with Image.open(path) as saved:
+        assert saved.format == "PNG" and saved.getpixel((0, 0))[:3] == red().getpixel((0, 0))[:3]
+        assert saved.text["parameters"] == INFOTEXT
+    assert other.read_bytes() == other_bytes and later.read_bytes() == later_bytes
 
 
 def test_replace_preview_never_removes_the_network_file_itself(tmp_path):
     embedding = tmp_path / "emb.png"  # a TI embedding stored in a PNG
     touch_image(embedding, (1, 2, 3))
     before = embedding.read_bytes()
-    path, removed = preview.save_preview("textual_inversion", str(embedding), red(), None, "png")
-    assert path == str(tmp_path / "emb.preview.png") and removed == []
+    path = preview.save_preview("textual_inversion", str(embedding), red(), None, "png")
+    assert path == str(tmp_path / "emb.preview.png")
     assert embedding.read_bytes() == before
     with Image.open(path) as saved:
         assert "parameters" not in saved.text  # no infotext: none written
